@@ -1,0 +1,283 @@
+// The public calls: device facts, planning, workspace, metadata and decode.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <mutex>
+
+#include "host/internal.h"
+#include "kernels/sm80/launch.h"
+#include "scheduler/metadata.h"
+
+namespace flash_mla {
+namespace detail {
+
+cudaError_t portable_occupancy(int row_groups, int* ctas_per_sm);  // dispatch.cu
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+constexpr int kRowGroupChoices[] = {1, 2, 4};
+
+struct CachedDevice {
+  bool ready = false;
+  DeviceInfo info;
+  int occupancy[5] = {};  // indexed by row groups
+};
+
+std::mutex g_device_mutex;
+std::array<CachedDevice, kMaxDevices> g_devices;
+
+constexpr size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+}  // namespace
+
+Status current_device_info(DeviceInfo* info) {
+  int device = -1;
+  if (cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) {
+    cudaGetLastError();
+    return Status(StatusCode::kNotSupported,
+                  std::string("no usable CUDA device: ") + cudaGetErrorString(err));
+  }
+  if (device < 0 || device >= kMaxDevices) {
+    return Status(StatusCode::kNotSupported, "CUDA device index " + std::to_string(device) +
+                                                 " beyond the " + std::to_string(kMaxDevices) +
+                                                 " this library tracks");
+  }
+  std::lock_guard<std::mutex> lock(g_device_mutex);
+  CachedDevice& cached = g_devices[device];
+  if (!cached.ready) {
+    DeviceInfo d;
+    d.device = device;
+    int smem_optin = 0;
+    cudaError_t err = cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&d.minor, cudaDevAttrComputeCapabilityMinor, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&d.num_sms, cudaDevAttrMultiProcessorCount, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err != cudaSuccess) return cuda_failure("cudaDeviceGetAttribute", err);
+    d.smem_optin = static_cast<size_t>(smem_optin);
+    if (d.major >= 8) {
+      for (int r : kRowGroupChoices) {
+        if (sm80::portable_decode_smem_bytes(r) > d.smem_optin) continue;
+        int ctas = 0;
+        err = portable_occupancy(r, &ctas);
+        if (err != cudaSuccess) {
+          cudaGetLastError();
+          return cuda_failure("occupancy query of the portable kernel", err);
+        }
+        cached.occupancy[r] = ctas;
+      }
+    }
+    cached.info = d;
+    cached.ready = true;
+  }
+  *info = cached.info;
+  return Status();
+}
+
+Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan) {
+  if (dev.major < 8) {
+    return Status(StatusCode::kNotSupported,
+                  "the portable kernel needs compute capability 8.0 or newer, device " +
+                      std::to_string(dev.device) + " has " + std::to_string(dev.major) + "." +
+                      std::to_string(dev.minor));
+  }
+  int row_groups = rows_per_kv <= 16 ? 1 : rows_per_kv <= 32 ? 2 : 4;
+  int ctas = 0;
+  {
+    std::lock_guard<std::mutex> lock(g_device_mutex);
+    while (row_groups > 1 && g_devices[dev.device].occupancy[row_groups] == 0) row_groups /= 2;
+    ctas = g_devices[dev.device].occupancy[row_groups];
+  }
+  if (ctas == 0) {
+    return Status(StatusCode::kNotSupported,
+                  "the portable kernel needs " +
+                      std::to_string(sm80::portable_decode_smem_bytes(1)) +
+                      " bytes of shared memory per CTA; device " + std::to_string(dev.device) +
+                      " allows " + std::to_string(dev.smem_optin));
+  }
+  plan->row_groups = row_groups;
+  plan->block_m = 16 * row_groups;
+  plan->m_blocks = (rows_per_kv + plan->block_m - 1) / plan->block_m;
+  plan->ctas_per_sm = ctas;
+  return Status();
+}
+
+int num_workspace_slots(int num_sm_parts) { return 2 * num_sm_parts; }
+
+size_t workspace_bytes(int rows_per_kv, int num_heads_kv, int num_sm_parts) {
+  const size_t rows = size_t(num_workspace_slots(num_sm_parts)) * num_heads_kv * rows_per_kv;
+  return align_up(rows * kHeadDimV * sizeof(float), 256) + align_up(rows * sizeof(float), 256);
+}
+
+void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int num_sm_parts,
+                      float** o_accum, float** lse_accum) {
+  const size_t rows = size_t(num_workspace_slots(num_sm_parts)) * num_heads_kv * rows_per_kv;
+  char* base = static_cast<char*>(workspace);
+  *o_accum = reinterpret_cast<float*>(base);
+  *lse_accum = reinterpret_cast<float*>(base + align_up(rows * kHeadDimV * sizeof(float), 256));
+}
+
+}  // namespace detail
+
+const char* status_code_name(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid argument";
+    case StatusCode::kNotSupported: return "not supported";
+    case StatusCode::kWorkspaceTooSmall: return "workspace too small";
+    case StatusCode::kCudaError: return "CUDA error";
+  }
+  return "unknown status";
+}
+
+const char* kernel_name(KernelChoice choice) {
+  switch (choice) {
+    case KernelChoice::kAuto: return "auto";
+    case KernelChoice::kPortable: return "portable";
+  }
+  return "unknown";
+}
+
+void set_contiguous_strides(const DecodeProblem& pr, DecodeArgs& a) {
+  a.q_head_stride = pr.head_dim;
+  a.q_seq_stride = int64_t(pr.num_heads_q) * pr.head_dim;
+  a.q_batch_stride = int64_t(pr.seqlen_q) * a.q_seq_stride;
+  a.k_head_stride = pr.head_dim;
+  a.k_token_stride = int64_t(pr.num_heads_kv) * pr.head_dim;
+  a.k_block_stride = int64_t(pr.page_block_size) * a.k_token_stride;
+  a.block_table_batch_stride = pr.max_blocks_per_seq;
+  a.out_head_stride = pr.head_dim_v;
+  a.out_seq_stride = int64_t(pr.num_heads_q) * pr.head_dim_v;
+  a.out_batch_stride = int64_t(pr.seqlen_q) * a.out_seq_stride;
+  a.lse_seq_stride = 1;
+  a.lse_head_stride = pr.seqlen_q;
+  a.lse_batch_stride = int64_t(pr.num_heads_q) * pr.seqlen_q;
+}
+
+Status get_num_sm_parts(int rows_per_kv_head, int num_heads_kv, KernelChoice kernel,
+                        int* num_sm_parts) {
+  using detail::invalid;
+  if (num_sm_parts == nullptr) return invalid("num_sm_parts", "a non-null pointer", "nullptr");
+  if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
+  if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
+  if (kernel != KernelChoice::kAuto && kernel != KernelChoice::kPortable) {
+    return invalid("kernel", "KernelChoice::kAuto (0) or KernelChoice::kPortable (1)",
+                   static_cast<int>(kernel));
+  }
+  detail::DeviceInfo dev;
+  if (Status s = detail::current_device_info(&dev); !s.ok()) return s;
+  detail::PortablePlan plan;
+  if (Status s = detail::plan_portable(dev, rows_per_kv_head, &plan); !s.ok()) return s;
+  const int64_t slots = int64_t(dev.num_sms) * plan.ctas_per_sm;
+  const int64_t per_part = int64_t(num_heads_kv) * plan.m_blocks;
+  *num_sm_parts = static_cast<int>(std::max<int64_t>(1, slots / per_part));
+  return Status();
+}
+
+Status get_workspace_size(const DecodeProblem& problem, int num_sm_parts, size_t* bytes) {
+  using detail::invalid;
+  if (bytes == nullptr) return invalid("bytes", "a non-null pointer", "nullptr");
+  if (Status s = detail::validate_problem(problem); !s.ok()) return s;
+  if (num_sm_parts < 1) return invalid("num_sm_parts", "at least 1", num_sm_parts);
+  *bytes = detail::workspace_bytes(problem.rows_per_kv_head(), problem.num_heads_kv, num_sm_parts);
+  return Status();
+}
+
+Status compute_metadata(const int32_t* cache_seqlens, int batch, int rows_per_kv_head,
+                        int num_heads_kv, int32_t* tile_scheduler_metadata, int num_sm_parts,
+                        int32_t* num_splits, cudaStream_t stream) {
+  using detail::invalid;
+  if (cache_seqlens == nullptr) return invalid("cache_seqlens", "a non-null device pointer", "nullptr");
+  if (tile_scheduler_metadata == nullptr) {
+    return invalid("tile_scheduler_metadata", "a non-null device pointer", "nullptr");
+  }
+  if (num_splits == nullptr) return invalid("num_splits", "a non-null device pointer", "nullptr");
+  if (batch < 1) return invalid("batch", "at least 1", batch);
+  if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
+  if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
+  if (num_sm_parts < 1) return invalid("num_sm_parts", "at least 1", num_sm_parts);
+  // The schedule depends only on the lengths and the number of parts; rows_per_kv_head and
+  // num_heads_kv choose num_sm_parts (get_num_sm_parts) and are checked for consistency only.
+  if (cudaError_t err = detail::launch_metadata_kernel(cache_seqlens, batch, num_sm_parts,
+                                                       tile_scheduler_metadata, num_splits, stream);
+      err != cudaSuccess) {
+    return detail::cuda_failure("metadata kernel launch", err);
+  }
+  return Status();
+}
+
+Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream) {
+  if (Status s = validate(pr, a, /*check_pointers=*/true); !s.ok()) return s;
+  detail::DeviceInfo dev;
+  if (Status s = detail::current_device_info(&dev); !s.ok()) return s;
+  detail::PortablePlan plan;
+  if (Status s = detail::plan_portable(dev, pr.rows_per_kv_head(), &plan); !s.ok()) return s;
+
+  DecodeParams p{};
+  p.batch = pr.batch;
+  p.seqlen_q = pr.seqlen_q;
+  p.num_heads_q = pr.num_heads_q;
+  p.num_heads_kv = pr.num_heads_kv;
+  p.heads_per_kv = pr.num_heads_q / pr.num_heads_kv;
+  p.rows_per_kv = pr.rows_per_kv_head();
+  p.max_blocks_per_seq = pr.max_blocks_per_seq;
+  p.causal = pr.causal;
+  const float scale = pr.softmax_scale ? *pr.softmax_scale : 1.0f / std::sqrt(float(pr.head_dim));
+  p.scale_log2 = scale * 1.4426950408889634f;  // log2(e)
+  p.q = a.q;
+  p.q_batch_stride = a.q_batch_stride;
+  p.q_seq_stride = a.q_seq_stride;
+  p.q_head_stride = a.q_head_stride;
+  p.k_cache = a.k_cache;
+  p.k_block_stride = a.k_block_stride;
+  p.k_token_stride = a.k_token_stride;
+  p.k_head_stride = a.k_head_stride;
+  p.block_table = a.block_table;
+  p.block_table_batch_stride = a.block_table_batch_stride;
+  p.cache_seqlens = a.cache_seqlens;
+  p.metadata = a.tile_scheduler_metadata;
+  p.num_sm_parts = a.num_sm_parts;
+  p.num_splits = a.num_splits;
+  p.out = a.out;
+  p.out_batch_stride = a.out_batch_stride;
+  p.out_seq_stride = a.out_seq_stride;
+  p.out_head_stride = a.out_head_stride;
+  p.lse = a.lse;
+  p.lse_batch_stride = a.lse_batch_stride;
+  p.lse_head_stride = a.lse_head_stride;
+  p.lse_seq_stride = a.lse_seq_stride;
+  detail::workspace_layout(a.workspace, p.rows_per_kv, p.num_heads_kv, a.num_sm_parts,
+                           &p.o_accum, &p.lse_accum);
+  p.num_slots = detail::num_workspace_slots(a.num_sm_parts);
+
+  if (cudaError_t err = detail::launch_portable(pr.dtype, p, plan, stream); err != cudaSuccess) {
+    return detail::cuda_failure("portable decode kernel launch", err);
+  }
+  if (cudaError_t err = detail::launch_combine(pr.dtype, p, stream); err != cudaSuccess) {
+    return detail::cuda_failure("combine kernel launch", err);
+  }
+  return Status();
+}
+
+Status is_supported(int device) {
+  int count = 0;
+  if (cudaError_t err = cudaGetDeviceCount(&count); err != cudaSuccess) {
+    cudaGetLastError();
+    return Status(StatusCode::kNotSupported, std::string("no CUDA device: ") + cudaGetErrorString(err));
+  }
+  if (device < 0 || device >= count) {
+    return detail::invalid("device", "an index below the device count " + std::to_string(count),
+                           device);
+  }
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  if (major < 8) {
+    return Status(StatusCode::kNotSupported,
+                  "compute capability " + std::to_string(major) + "." + std::to_string(minor) +
+                      " is below the 8.0 the portable kernel needs");
+  }
+  return Status();
+}
+
+}  // namespace flash_mla

@@ -1,0 +1,62 @@
+// Dtype and configuration dispatch to the explicitly instantiated kernels.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "host/internal.h"
+#include "kernels/common/combine.h"
+#include "kernels/sm80/config.h"
+#include "kernels/sm80/launch.h"
+
+namespace flash_mla {
+namespace sm80 {
+
+size_t portable_decode_smem_bytes(int row_groups) {
+  switch (row_groups) {
+    case 1: return PortableConfig<1>::kSmemBytes;
+    case 2: return PortableConfig<2>::kSmemBytes;
+    case 4: return PortableConfig<4>::kSmemBytes;
+    default: return 0;
+  }
+}
+
+}  // namespace sm80
+
+namespace detail {
+namespace {
+
+template <class Element>
+cudaError_t launch_portable_typed(const DecodeParams& params, const PortablePlan& plan,
+                                  cudaStream_t stream) {
+  switch (plan.row_groups) {
+    case 1: return sm80::launch_portable_decode<Element, 1>(params, plan.m_blocks, stream);
+    case 2: return sm80::launch_portable_decode<Element, 2>(params, plan.m_blocks, stream);
+    case 4: return sm80::launch_portable_decode<Element, 4>(params, plan.m_blocks, stream);
+    default: return cudaErrorInvalidConfiguration;
+  }
+}
+
+}  // namespace
+
+cudaError_t portable_occupancy(int row_groups, int* ctas_per_sm) {
+  // Occupancy does not depend on the dtype: same registers and shared memory.
+  switch (row_groups) {
+    case 1: return sm80::portable_decode_occupancy<__nv_bfloat16, 1>(ctas_per_sm);
+    case 2: return sm80::portable_decode_occupancy<__nv_bfloat16, 2>(ctas_per_sm);
+    case 4: return sm80::portable_decode_occupancy<__nv_bfloat16, 4>(ctas_per_sm);
+    default: return cudaErrorInvalidConfiguration;
+  }
+}
+
+cudaError_t launch_portable(DType dtype, const DecodeParams& params, const PortablePlan& plan,
+                            cudaStream_t stream) {
+  return dtype == DType::kBF16 ? launch_portable_typed<__nv_bfloat16>(params, plan, stream)
+                               : launch_portable_typed<__half>(params, plan, stream);
+}
+
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, cudaStream_t stream) {
+  return dtype == DType::kBF16 ? combine::launch_combine<__nv_bfloat16>(params, stream)
+                               : combine::launch_combine<__half>(params, stream);
+}
+
+}  // namespace detail
+}  // namespace flash_mla

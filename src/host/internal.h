@@ -1,0 +1,60 @@
+// Host-side pieces shared by api.cpp, validate.cpp and dispatch.cu.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <sstream>
+#include <string>
+
+#include "flash_mla/flash_mla.h"
+#include "kernels/params.h"
+
+namespace flash_mla::detail {
+
+// "<field>: expected <what>, got <value>" -- the one shape of every argument error.
+template <class T>
+Status invalid(const char* field, const std::string& expected, const T& got) {
+  std::ostringstream os;
+  os << field << ": expected " << expected << ", got " << got;
+  return Status(StatusCode::kInvalidArgument, os.str());
+}
+
+inline Status cuda_failure(const char* what, cudaError_t err) {
+  return Status(StatusCode::kCudaError,
+                std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+}
+
+// The current device, read once per device and cached.
+struct DeviceInfo {
+  int device = -1;
+  int major = 0, minor = 0;
+  int num_sms = 0;
+  size_t smem_optin = 0;  // largest dynamic shared memory one CTA may opt into
+};
+Status current_device_info(DeviceInfo* info);
+
+// The portable kernel's configuration for M query rows per KV head on a device.
+struct PortablePlan {
+  int row_groups = 1;   // 16 query rows each
+  int block_m = 16;
+  int m_blocks = 1;
+  int ctas_per_sm = 1;
+};
+Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan);
+
+// Split-KV partials: 2 slots per part bound the pieces (schedule.h).
+int num_workspace_slots(int num_sm_parts);
+size_t workspace_bytes(int rows_per_kv, int num_heads_kv, int num_sm_parts);
+void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int num_sm_parts,
+                      float** o_accum, float** lse_accum);
+
+// Kernel launches (dispatch.cu).
+cudaError_t launch_portable(DType dtype, const DecodeParams& params, const PortablePlan& plan,
+                            cudaStream_t stream);
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, cudaStream_t stream);
+
+// Scalar checks of a problem (validate.cpp), shared by decode() and get_workspace_size().
+Status validate_problem(const DecodeProblem& problem);
+
+}  // namespace flash_mla::detail

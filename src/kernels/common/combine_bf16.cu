@@ -1,0 +1,8 @@
+// Combine kernel, bf16.
+#include "kernels/common/combine.cuh"
+
+namespace flash_mla::combine {
+
+template cudaError_t launch_combine<__nv_bfloat16>(const DecodeParams&, cudaStream_t);
+
+}  // namespace flash_mla::combine

@@ -1,0 +1,8 @@
+// Combine kernel, fp16.
+#include "kernels/common/combine.cuh"
+
+namespace flash_mla::combine {
+
+template cudaError_t launch_combine<__half>(const DecodeParams&, cudaStream_t);
+
+}  // namespace flash_mla::combine

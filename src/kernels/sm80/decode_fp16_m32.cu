@@ -1,0 +1,9 @@
+// Portable decode kernel, fp16, 32 query rows per CTA (2 row group(s)).
+#include "kernels/sm80/decode_launch.cuh"
+
+namespace flash_mla::sm80 {
+
+template cudaError_t launch_portable_decode<__half, 2>(const DecodeParams&, int, cudaStream_t);
+template cudaError_t portable_decode_occupancy<__half, 2>(int*);
+
+}  // namespace flash_mla::sm80

@@ -1,0 +1,370 @@
+// Portable split-KV decode kernel: mma.sync + ldmatrix + cp.async, runs on sm_80 and newer.
+//
+// Grid: (num_sm_parts, m_blocks, h_kv). CTA (part, m_block, g) walks the (sequence, page-block)
+// segments its scheduling record names and, for each, streams the KV tokens through a
+// two-stage cp.async pipeline while keeping an online softmax. A segment that holds a whole
+// sequence writes `out`/`lse` directly; a piece of a split sequence writes fp32 partials into
+// its workspace slot for the combine kernel. See config.h for the tiling.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/common/ptx.h"
+#include "kernels/params.h"
+#include "kernels/sm80/config.h"
+#include "scheduler/schedule.h"
+
+namespace flash_mla::sm80 {
+
+template <class Element, class Cfg>
+struct SharedStorage {
+  Element* q;                    // [kBlockM][kRowStride]
+  Element* kv;                   // [kStages][kBlockN][kRowStride]; K and V are the same tile
+  Element* p;                    // [kBlockM][kPStride] probabilities of the current tile
+  float* row_max;                // [kRowGroups][kWarpsPerGroup][16] per-warp tile maxima
+  float* row_sum;                // [kRowGroups][kWarpsPerGroup][16] per-warp sums (epilogue)
+
+  // A stage by arithmetic, not by indexing a pointer array: a run-time index into an array of
+  // pointers would put the array in local memory.
+  __device__ Element* kv_stage(int stage) const {
+    return kv + stage * (Cfg::kKVStageBytes / sizeof(Element));
+  }
+
+  __device__ explicit SharedStorage(char* base) {
+    q = reinterpret_cast<Element*>(base);
+    base += Cfg::kQBytes;
+    kv = reinterpret_cast<Element*>(base);
+    base += Cfg::kStages * Cfg::kKVStageBytes;
+    p = reinterpret_cast<Element*>(base);
+    base += Cfg::kPBytes;
+    row_max = reinterpret_cast<float*>(base);
+    base += Cfg::kRowStatBytes;
+    row_sum = reinterpret_cast<float*>(base);
+  }
+};
+
+// Where this thread sits in the tiling.
+struct ThreadCoord {
+  int tid, lane, warp_in_group, row_group;
+  int gid;  // lane / 4: the fragment row (and row + 8)
+  int tig;  // lane % 4: the fragment column pair
+};
+
+template <class Cfg>
+__device__ __forceinline__ ThreadCoord thread_coord() {
+  ThreadCoord c;
+  c.tid = threadIdx.x;
+  c.lane = c.tid % 32;
+  const int warp = c.tid / 32;
+  c.warp_in_group = warp % Cfg::kWarpsPerGroup;
+  c.row_group = warp / Cfg::kWarpsPerGroup;
+  c.gid = c.lane / 4;
+  c.tig = c.lane % 4;
+  return c;
+}
+
+// One contiguous range of KV tokens of one sequence.
+struct Segment {
+  int batch;
+  int seqlen;
+  int token_begin;  // multiple of 64
+  int token_end;    // <= seqlen
+  int slot;         // workspace slot of a split piece, -1 when written directly
+};
+
+// Q rows [m_block * kBlockM, +kBlockM) of KV head g into shared memory; rows past M are zeros.
+template <class Element, class Cfg>
+__device__ __forceinline__ void load_q_tile(const DecodeParams& p, Element* sQ, int batch, int g,
+                                            int m_block, int tid) {
+  const Element* gQ = static_cast<const Element*>(p.q);
+  constexpr int kChunks = Cfg::kBlockM * Cfg::kChunksPerRow;
+  for (int c = tid; c < kChunks; c += Cfg::kThreads) {
+    const int r = c / Cfg::kChunksPerRow;
+    const int chunk = c % Cfg::kChunksPerRow;
+    const int row = m_block * Cfg::kBlockM + r;
+    const bool valid = row < p.rows_per_kv;
+    const Element* src = gQ;
+    if (valid) {
+      const int i = row / p.heads_per_kv;
+      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
+      src = gQ + batch * p.q_batch_stride + i * p.q_seq_stride + h * p.q_head_stride +
+            chunk * Cfg::kChunkElems;
+    }
+    ptx::cp_async_16(sQ + r * Cfg::kRowStride + chunk * Cfg::kChunkElems, src, valid);
+  }
+}
+
+// KV tokens [tile_begin, tile_begin + kBlockN) of one page; tokens at or past token_end are
+// zero-filled and never read, so NaN past the sequence cannot reach P·V.
+template <class Element, class Cfg>
+__device__ __forceinline__ void load_kv_tile(const DecodeParams& p, Element* sKV,
+                                             const Segment& seg, int g, int tile_begin, int tid) {
+  const Element* gK = static_cast<const Element*>(p.k_cache);
+  const int page = p.block_table[seg.batch * p.block_table_batch_stride +
+                                 tile_begin / Cfg::kPageBlock];
+  const Element* page_base = gK + static_cast<int64_t>(page) * p.k_block_stride +
+                             g * p.k_head_stride;
+  const int token_in_page = tile_begin % Cfg::kPageBlock;
+  constexpr int kChunks = Cfg::kBlockN * Cfg::kChunksPerRow;
+  for (int c = tid; c < kChunks; c += Cfg::kThreads) {
+    const int t = c / Cfg::kChunksPerRow;
+    const int chunk = c % Cfg::kChunksPerRow;
+    const bool valid = tile_begin + t < seg.token_end;
+    const Element* src = page_base + (token_in_page + t) * p.k_token_stride +
+                         chunk * Cfg::kChunkElems;
+    ptx::cp_async_16(sKV + t * Cfg::kRowStride + chunk * Cfg::kChunkElems, valid ? src : gK,
+                     valid);
+  }
+}
+
+// S[16 rows x 8 tokens] = Q K^T for this warp's tokens, fp32. Two accumulators halve the
+// dependent mma chain over the 36 k-steps.
+template <class Element, class Cfg>
+__device__ __forceinline__ void compute_scores(const Element* sQ, const Element* sKV,
+                                               const ThreadCoord& c, float (&s)[4]) {
+  float acc[2][4] = {};
+  const Element* q_rows = sQ + (c.row_group * Cfg::kRowsPerGroup + c.lane % 16) * Cfg::kRowStride +
+                          (c.lane / 16) * 8;
+  const Element* k_rows = sKV + (c.warp_in_group * Cfg::kTokensPerWarp + c.lane % 8) *
+                                    Cfg::kRowStride + (c.lane / 8) * 8;
+#pragma unroll
+  for (int ks = 0; ks < Cfg::kQKSteps; ks += 2) {
+    uint32_t kb[4], qa0[4], qa1[4];
+    ptx::ldmatrix_x4(kb, k_rows + ks * Cfg::kMmaK);  // k-steps ks and ks+1 of 8 tokens
+    ptx::ldmatrix_x4(qa0, q_rows + ks * Cfg::kMmaK);
+    ptx::ldmatrix_x4(qa1, q_rows + (ks + 1) * Cfg::kMmaK);
+    ptx::mma_16816<Element>(acc[0], qa0, kb[0], kb[1]);
+    ptx::mma_16816<Element>(acc[1], qa1, kb[2], kb[3]);
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e) s[e] = acc[0][e] + acc[1][e];
+}
+
+// Online-softmax state of the two rows (gid, gid + 8) this thread holds.
+struct RowState {
+  float m[2];  // running max, base-2 scaled domain
+  float l[2];  // this thread's share of the running sum
+};
+
+// Masks and scales the scores, agrees on the new row maxima with the other warps of the row
+// group, turns scores into probabilities in shared memory and returns the factor by which the
+// old output must be rescaled.
+template <class Element, class Cfg>
+__device__ __forceinline__ void update_softmax(const DecodeParams& p, const Segment& seg,
+                                               int m_block, int tile_begin, const ThreadCoord& c,
+                                               SharedStorage<Element, Cfg>& smem, float (&s)[4],
+                                               RowState& st, float (&rescale)[2]) {
+  const int barrier = static_cast<int>(Barrier::kRowGroupBase) + c.row_group;
+  const int local_row0 = c.row_group * Cfg::kRowsPerGroup + c.gid;
+  float tile_max[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = m_block * Cfg::kBlockM + local_row0 + 8 * half;
+    const int i = row / p.heads_per_kv;  // query token of this row
+    const int causal_limit = seg.seqlen - p.seqlen_q + i;  // last visible key when causal
+    float mx = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int token = tile_begin + c.warp_in_group * Cfg::kTokensPerWarp + c.tig * 2 + e;
+      const bool valid = token < seg.token_end && (!p.causal || token <= causal_limit);
+      float& x = s[2 * half + e];
+      x = valid ? x * p.scale_log2 : -INFINITY;
+      mx = fmaxf(mx, x);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    tile_max[half] = mx;
+  }
+  float* group_max = smem.row_max + c.row_group * Cfg::kWarpsPerGroup * Cfg::kRowsPerGroup;
+  if (c.tig == 0) {
+    group_max[c.warp_in_group * Cfg::kRowsPerGroup + c.gid] = tile_max[0];
+    group_max[c.warp_in_group * Cfg::kRowsPerGroup + c.gid + 8] = tile_max[1];
+  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
+
+  Element* sP = smem.p + local_row0 * Cfg::kPStride + c.warp_in_group * Cfg::kTokensPerWarp +
+                c.tig * 2;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float m_new = st.m[half];
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) {
+      m_new = fmaxf(m_new, group_max[w * Cfg::kRowsPerGroup + c.gid + 8 * half]);
+    }
+    // A row that has seen no valid key keeps max -inf; subtract 0 instead so exp2 gives 0, not NaN.
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    rescale[half] = exp2f(st.m[half] - m_use);
+    const float p0 = exp2f(s[2 * half] - m_use);
+    const float p1 = exp2f(s[2 * half + 1] - m_use);
+    st.l[half] = st.l[half] * rescale[half] + p0 + p1;
+    st.m[half] = m_new;
+    *reinterpret_cast<uint32_t*>(sP + 8 * half * Cfg::kPStride) = ptx::pack2<Element>(p0, p1);
+  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
+}
+
+// O[16 x 128] = O * rescale + P[16 x 32] V[32 x 128] for this warp's output columns.
+template <class Element, class Cfg>
+__device__ __forceinline__ void accumulate_pv(const Element* sP, const Element* sKV,
+                                              const ThreadCoord& c, const float (&rescale)[2],
+                                              float (&o)[Cfg::kOTiles][4]) {
+#pragma unroll
+  for (int nt = 0; nt < Cfg::kOTiles; ++nt) {
+    o[nt][0] *= rescale[0];
+    o[nt][1] *= rescale[0];
+    o[nt][2] *= rescale[1];
+    o[nt][3] *= rescale[1];
+  }
+  const Element* p_rows = sP + (c.row_group * Cfg::kRowsPerGroup + c.lane % 16) * Cfg::kPStride +
+                          (c.lane / 16) * 8;
+  // ldmatrix.trans rows: tokens (lane % 8) + 8 * ((lane / 8) % 2), columns 8 * (lane / 16).
+  const Element* v_rows = sKV + (c.lane % 8 + 8 * ((c.lane / 8) % 2)) * Cfg::kRowStride +
+                          c.warp_in_group * Cfg::kColsPerWarp + (c.lane / 16) * 8;
+#pragma unroll
+  for (int ks = 0; ks < Cfg::kPVSteps; ++ks) {
+    uint32_t pa[4];
+    ptx::ldmatrix_x4(pa, p_rows + ks * Cfg::kMmaK);
+#pragma unroll
+    for (int np = 0; np < Cfg::kOTiles / 2; ++np) {
+      uint32_t vb[4];
+      ptx::ldmatrix_x4_trans(vb, v_rows + ks * Cfg::kMmaK * Cfg::kRowStride + np * 16);
+      ptx::mma_16816<Element>(o[2 * np], pa, vb[0], vb[1]);
+      ptx::mma_16816<Element>(o[2 * np + 1], pa, vb[2], vb[3]);
+    }
+  }
+}
+
+// Normalises and stores this warp's rows: to out/lse for a whole sequence, to the workspace
+// slot (fp32, lse -inf for "no valid key") for a piece of a split one.
+template <class Element, class Cfg>
+__device__ __forceinline__ void write_output(const DecodeParams& p, const Segment& seg, int g,
+                                             int m_block, const ThreadCoord& c,
+                                             SharedStorage<Element, Cfg>& smem, RowState& st,
+                                             float (&o)[Cfg::kOTiles][4]) {
+  const int barrier = static_cast<int>(Barrier::kRowGroupBase) + c.row_group;
+  float* group_sum = smem.row_sum + c.row_group * Cfg::kWarpsPerGroup * Cfg::kRowsPerGroup;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    st.l[half] += __shfl_xor_sync(0xffffffffu, st.l[half], 1);
+    st.l[half] += __shfl_xor_sync(0xffffffffu, st.l[half], 2);
+  }
+  if (c.tig == 0) {
+    group_sum[c.warp_in_group * Cfg::kRowsPerGroup + c.gid] = st.l[0];
+    group_sum[c.warp_in_group * Cfg::kRowsPerGroup + c.gid + 8] = st.l[1];
+  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
+
+  const bool split = seg.slot >= 0;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = m_block * Cfg::kBlockM + c.row_group * Cfg::kRowsPerGroup + c.gid + 8 * half;
+    if (row >= p.rows_per_kv) continue;
+    float l = 0.f;  // fixed summation order: identical in every warp, bitwise reproducible
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) l += group_sum[w * Cfg::kRowsPerGroup + c.gid + 8 * half];
+    const bool empty = l == 0.f;
+    const float inv = empty ? 0.f : 1.f / l;
+    const float lse = empty ? (split ? -INFINITY : INFINITY)
+                            : (st.m[half] + log2f(l)) * 0.69314718055994531f;
+    const int col0 = c.warp_in_group * Cfg::kColsPerWarp + c.tig * 2;
+    const int i = row / p.heads_per_kv;
+    const int h = g * p.heads_per_kv + row % p.heads_per_kv;
+    if (split) {
+      const int64_t accum_row = (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) *
+                                    p.rows_per_kv + row;
+      float* dst = p.o_accum + accum_row * Cfg::kHeadDimV + col0;
+#pragma unroll
+      for (int nt = 0; nt < Cfg::kOTiles; ++nt) {
+        *reinterpret_cast<float2*>(dst + nt * 8) =
+            make_float2(o[nt][2 * half] * inv, o[nt][2 * half + 1] * inv);
+      }
+      if (c.warp_in_group == 0 && c.tig == 0) p.lse_accum[accum_row] = lse;
+    } else {
+      Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
+                     i * p.out_seq_stride + h * p.out_head_stride + col0;
+#pragma unroll
+      for (int nt = 0; nt < Cfg::kOTiles; ++nt) {
+        *reinterpret_cast<uint32_t*>(dst + nt * 8) =
+            ptx::pack2<Element>(o[nt][2 * half] * inv, o[nt][2 * half + 1] * inv);
+      }
+      if (c.warp_in_group == 0 && c.tig == 0) {
+        p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = lse;
+      }
+    }
+  }
+}
+
+// One segment: Q load, the pipelined KV loop, the epilogue.
+template <class Element, class Cfg>
+__device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment& seg, int g,
+                                            int m_block, const ThreadCoord& c,
+                                            SharedStorage<Element, Cfg>& smem) {
+  __syncthreads();  // the previous segment is done with every shared buffer
+  load_q_tile<Element, Cfg>(p, smem.q, seg.batch, g, m_block, c.tid);
+  load_kv_tile<Element, Cfg>(p, smem.kv_stage(0), seg, g, seg.token_begin, c.tid);
+  ptx::cp_async_commit();
+
+  RowState st = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
+  float o[Cfg::kOTiles][4] = {};
+  const int num_tiles = (seg.token_end - seg.token_begin + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  for (int t = 0; t < num_tiles; ++t) {
+    // Tile t has landed and every warp has finished tile t - 1, whose buffer is refilled next.
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    const int tile_begin = seg.token_begin + t * Cfg::kBlockN;
+    if (t + 1 < num_tiles) {
+      load_kv_tile<Element, Cfg>(p, smem.kv_stage((t + 1) % Cfg::kStages), seg, g,
+                                 tile_begin + Cfg::kBlockN, c.tid);
+    }
+    ptx::cp_async_commit();
+
+    const Element* sKV = smem.kv_stage(t % Cfg::kStages);
+    float s[4];
+    compute_scores<Element, Cfg>(smem.q, sKV, c, s);
+    float rescale[2];
+    update_softmax<Element, Cfg>(p, seg, m_block, tile_begin, c, smem, s, st, rescale);
+    accumulate_pv<Element, Cfg>(smem.p, sKV, c, rescale, o);
+  }
+  write_output<Element, Cfg>(p, seg, g, m_block, c, smem, st, o);
+}
+
+template <class Element, class Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads)
+    portable_decode_kernel(const __grid_constant__ DecodeParams p) {
+  extern __shared__ __align__(16) char smem_raw[];
+  SharedStorage<Element, Cfg> smem(smem_raw);
+  const ThreadCoord c = thread_coord<Cfg>();
+  const int part = blockIdx.x;
+  const int m_block = blockIdx.y;
+  const int g = blockIdx.z;
+
+  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
+  if (rec[static_cast<int>(sched::Field::kIdle)] != 0) return;
+  const int begin_batch = rec[static_cast<int>(sched::Field::kBeginBatch)];
+  const int begin_block = rec[static_cast<int>(sched::Field::kBeginBlock)];
+  const int end_batch = rec[static_cast<int>(sched::Field::kEndBatch)];
+  const int end_block = rec[static_cast<int>(sched::Field::kEndBlock)];
+  const int first_slot = rec[static_cast<int>(sched::Field::kFirstSlot)];
+
+  for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
+    const int seqlen = max(p.cache_seqlens[b], 0);
+    const int num_blocks = sched::num_page_blocks(seqlen);
+    const int j0 = b == begin_batch ? begin_block : 0;
+    // Clamped so that metadata from other lengths can never walk past the used blocks.
+    const int j1 = min(b == end_batch ? end_block : num_blocks, num_blocks);
+    if (j0 >= j1) continue;
+    const bool split = p.num_splits[b + 1] > p.num_splits[b];
+    const int slot = !split ? -1
+                     : (b == begin_batch && first_slot >= 0) ? first_slot
+                                                             : p.num_splits[b];
+    if (slot >= p.num_slots) continue;  // inconsistent metadata: never write out of bounds
+    const Segment seg = {b, seqlen, j0 * Cfg::kPageBlock, min(j1 * Cfg::kPageBlock, seqlen), slot};
+    run_segment<Element, Cfg>(p, seg, g, m_block, c, smem);
+  }
+}
+
+}  // namespace flash_mla::sm80

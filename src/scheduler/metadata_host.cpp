@@ -1,0 +1,29 @@
+// Host twin of the metadata kernel: the same closed forms of schedule.h, evaluated serially.
+#include "scheduler/metadata.h"
+
+#include <vector>
+
+#include "scheduler/schedule.h"
+
+namespace flash_mla::detail {
+
+void compute_metadata_host(const int32_t* cache_seqlens, int batch, int num_parts,
+                           int32_t* metadata, int32_t* num_splits) {
+  std::vector<int32_t> prefix(static_cast<size_t>(batch) + 1, 0);
+  for (int b = 0; b < batch; ++b) prefix[b + 1] = prefix[b] + sched::sequence_cost(cache_seqlens[b]);
+
+  const int width = sched::part_width(prefix[batch], num_parts);
+  for (int p = 0; p < num_parts; ++p) {
+    sched::make_record(prefix.data(), batch, num_parts, p,
+                       metadata + static_cast<size_t>(p) * sched::kNumFields);
+  }
+  num_splits[0] = 0;
+  for (int b = 0; b < batch; ++b) {
+    num_splits[b + 1] = num_splits[b] + sched::slots_of(sched::num_pieces(prefix.data(), b, width));
+  }
+  for (int p = 0; p < num_parts; ++p) {
+    sched::finish_record(num_splits, metadata + static_cast<size_t>(p) * sched::kNumFields);
+  }
+}
+
+}  // namespace flash_mla::detail

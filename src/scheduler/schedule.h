@@ -1,0 +1,131 @@
+// The split-KV schedule: which SM part handles which (batch, page-block) range.
+//
+// Every page block of every sequence gets a position on one line of "cost"; a sequence with
+// n > 0 blocks occupies n + kFixedOverheadBlocks consecutive positions (the overhead stands for
+// loading Q, the epilogue and the combine), an empty sequence occupies none:
+//
+//   C[b]            = sum_{b' < b} cost(b')                      (exclusive prefix, C[B] = total)
+//   block j of b    sits at position C[b] + kFixedOverheadBlocks + j
+//   part p          covers the positions [p * W, (p + 1) * W), W = ceil(total / num_parts)
+//
+// So the parts partition the blocks exactly (each block is in the part floor(pos / W)), work is
+// balanced by blocks rather than by sequences, and every quantity is a closed form of C that a
+// thread can evaluate alone: the device kernel and the host version below run the same code.
+//
+// A sequence whose blocks fall into k > 1 parts is "split": its k pieces write fp32 partials
+// into k consecutive slots of the workspace, starting at num_splits[b], and the combine kernel
+// merges them. A sequence in one part is written directly and takes no slot. Each part holds
+// at most two split pieces (its first and its last sequence), so slots <= 2 * num_parts.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FLASH_MLA_HD __host__ __device__ __forceinline__
+#else
+#define FLASH_MLA_HD inline
+#endif
+
+namespace flash_mla::sched {
+
+inline constexpr int kPageBlock = 64;
+inline constexpr int kFixedOverheadBlocks = 5;
+
+// Fields of one [8] int32 metadata record.
+enum class Field : int {
+  kBeginBatch = 0,  // first sequence of the part
+  kBeginBlock = 1,  // first page block of kBeginBatch
+  kEndBatch = 2,    // exclusive end position: sequence ...
+  kEndBlock = 3,    //   ... and page block within it (the part stops before (kEndBatch, kEndBlock))
+  kFirstSlot = 4,   // workspace slot of the first piece if its sequence is split, else -1
+  kIdle = 5,        // 1 when the part covers no block (begin == end)
+  kNumParts = 6,    // num_parts the schedule was made for (a consistency tag)
+  kReserved = 7,
+};
+inline constexpr int kNumFields = 8;
+
+FLASH_MLA_HD int num_page_blocks(int seqlen) {
+  return seqlen > 0 ? (seqlen + kPageBlock - 1) / kPageBlock : 0;
+}
+
+FLASH_MLA_HD int sequence_cost(int seqlen) {
+  const int n = num_page_blocks(seqlen);
+  return n > 0 ? n + kFixedOverheadBlocks : 0;
+}
+
+FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
+  return total_cost > 0 ? (total_cost + num_parts - 1) / num_parts : 1;
+}
+
+// Smallest b in [0, batch] with prefix[b + 1] > x (batch if none): the sequence holding or
+// following position x. prefix has batch + 1 entries.
+FLASH_MLA_HD int find_sequence(const int32_t* prefix, int batch, int x) {
+  int lo = 0, hi = batch;  // answer in [lo, hi]
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (prefix[mid + 1] > x) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+
+// First block at or after position x, as (sequence, block); (batch, 0) past the end.
+struct BlockPos { int batch; int block; };
+FLASH_MLA_HD BlockPos first_block_at(const int32_t* prefix, int batch, int x) {
+  const int b = find_sequence(prefix, batch, x);
+  if (b >= batch) return {batch, 0};
+  const int offset = x - prefix[b] - kFixedOverheadBlocks;
+  return {b, offset > 0 ? offset : 0};
+}
+
+// The part a position falls into.
+FLASH_MLA_HD int part_of(int position, int width) { return position / width; }
+
+// Number of parts a sequence occupying cost positions [begin, end) falls into (0 if empty).
+FLASH_MLA_HD int num_pieces_between(int begin, int end, int width) {
+  const int first = begin + kFixedOverheadBlocks;
+  if (end <= first) return 0;
+  return part_of(end - 1, width) - part_of(first, width) + 1;
+}
+
+FLASH_MLA_HD int num_pieces(const int32_t* prefix, int b, int width) {
+  return num_pieces_between(prefix[b], prefix[b + 1], width);
+}
+
+// Workspace slots sequence b uses: its pieces if split, none if written directly.
+FLASH_MLA_HD int slots_of(int pieces) { return pieces > 1 ? pieces : 0; }
+
+// Fills the record of part p from the cost prefix. kFirstSlot holds, for now, the piece index of
+// the first sequence within that sequence (or -1 when it is not split); finish_record() turns it
+// into a slot once the slot prefix exists. Two steps because the device kernel computes the slot
+// prefix in the buffer that held the cost prefix.
+FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, int p,
+                              int32_t* record) {
+  const int total = prefix[batch];
+  const int width = part_width(total, num_parts);
+  const int x0 = p * width < total ? p * width : total;
+  const int x1 = (p + 1) * width < total ? (p + 1) * width : total;
+  const BlockPos begin = first_block_at(prefix, batch, x0);
+  const BlockPos end = first_block_at(prefix, batch, x1);
+  const bool idle = begin.batch == end.batch && begin.block == end.block;
+
+  int piece = -1;
+  if (!idle && num_pieces(prefix, begin.batch, width) > 1) {
+    piece = p - part_of(prefix[begin.batch] + kFixedOverheadBlocks, width);
+  }
+  record[static_cast<int>(Field::kBeginBatch)] = begin.batch;
+  record[static_cast<int>(Field::kBeginBlock)] = begin.block;
+  record[static_cast<int>(Field::kEndBatch)] = end.batch;
+  record[static_cast<int>(Field::kEndBlock)] = end.block;
+  record[static_cast<int>(Field::kFirstSlot)] = piece;
+  record[static_cast<int>(Field::kIdle)] = idle ? 1 : 0;
+  record[static_cast<int>(Field::kNumParts)] = num_parts;
+  record[static_cast<int>(Field::kReserved)] = 0;
+}
+
+// slot_prefix = num_splits: first workspace slot of each sequence.
+FLASH_MLA_HD void finish_record(const int32_t* slot_prefix, int32_t* record) {
+  int32_t& first = record[static_cast<int>(Field::kFirstSlot)];
+  if (first >= 0) first += slot_prefix[record[static_cast<int>(Field::kBeginBatch)]];
+}
+
+}  // namespace flash_mla::sched

@@ -1,0 +1,231 @@
+// Properties of the split-KV schedule (SPEC §4, src/scheduler/schedule.h), checked on the host
+// twin compute_metadata_host by walking each part's record exactly as the decode kernel does.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "scheduler/metadata.h"
+#include "scheduler/schedule.h"
+
+namespace flash_mla {
+namespace {
+
+using sched::Field;
+constexpr int kOverhead = sched::kFixedOverheadBlocks;
+
+int field(const int32_t* record, Field f) { return record[static_cast<int>(f)]; }
+int64_t blocks_of(int seqlen) { return seqlen > 0 ? (seqlen + 63) / 64 : 0; }
+
+// One contiguous run of page blocks [j0, j1) of sequence b handled by one part.
+struct Segment {
+  int part, batch, j0, j1, slot;  // slot -1: written directly to out
+  bool first_of_part;
+};
+
+struct Schedule {
+  std::vector<int32_t> metadata, num_splits;
+  std::vector<Segment> segments;
+};
+
+// Runs the host schedule and walks every record the way the decode kernel reads it.
+Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts) {
+  const int batch = static_cast<int>(seqlens.size());
+  Schedule s;
+  s.metadata.assign(static_cast<size_t>(num_parts) * sched::kNumFields, -7);
+  s.num_splits.assign(batch + 1, -7);
+  detail::compute_metadata_host(seqlens.data(), batch, num_parts, s.metadata.data(),
+                                s.num_splits.data());
+  for (int p = 0; p < num_parts; ++p) {
+    const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
+    if (field(record, Field::kIdle)) continue;
+    const int begin_batch = field(record, Field::kBeginBatch);
+    const int end_batch = field(record, Field::kEndBatch);
+    bool first = true;
+    for (int b = begin_batch; b <= std::min(end_batch, batch - 1); ++b) {
+      const int j0 = b == begin_batch ? field(record, Field::kBeginBlock) : 0;
+      const int j1 = b == end_batch ? field(record, Field::kEndBlock)
+                                    : static_cast<int>(blocks_of(seqlens[b]));
+      if (j0 >= j1) continue;
+      const bool split = s.num_splits[b + 1] - s.num_splits[b] > 0;
+      const int first_slot = field(record, Field::kFirstSlot);
+      const int slot = !split ? -1
+                       : (b == begin_batch && first_slot >= 0) ? first_slot
+                                                               : s.num_splits[b];
+      s.segments.push_back({p, b, j0, j1, slot, first});
+      first = false;
+    }
+  }
+  return s;
+}
+
+// Checks every property of one schedule; `what` names the case in failure messages.
+void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const std::string& what) {
+  SCOPED_TRACE(what);
+  const int batch = static_cast<int>(seqlens.size());
+  const Schedule s = make_and_walk(seqlens, num_parts);
+
+  // num_splits: a prefix over the batch, at most two slots per part.
+  ASSERT_EQ(s.num_splits[0], 0);
+  for (int b = 0; b < batch; ++b) ASSERT_LE(s.num_splits[b], s.num_splits[b + 1]) << "b=" << b;
+  EXPECT_LE(s.num_splits[batch], 2 * num_parts);
+
+  // Records: the consistency tag, and idle exactly when the part has no block.
+  std::vector<int> segments_per_part(num_parts, 0);
+  for (const Segment& seg : s.segments) ++segments_per_part[seg.part];
+  for (int p = 0; p < num_parts; ++p) {
+    const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
+    ASSERT_EQ(field(record, Field::kNumParts), num_parts) << "part " << p;
+    if (!field(record, Field::kIdle)) {
+      EXPECT_GT(segments_per_part[p], 0) << "part " << p;
+    }
+  }
+
+  // Coverage: each sequence's segments tile [0, blocks) exactly once, and its slots.
+  std::vector<std::vector<Segment>> by_batch(batch);
+  for (const Segment& seg : s.segments) by_batch[seg.batch].push_back(seg);
+  for (int b = 0; b < batch; ++b) {
+    std::vector<Segment>& pieces = by_batch[b];
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Segment& x, const Segment& y) { return x.j0 < y.j0; });
+    int64_t next = 0;
+    for (const Segment& seg : pieces) {
+      ASSERT_EQ(seg.j0, next) << "b=" << b << ": gap or overlap at block " << next;
+      next = seg.j1;
+    }
+    ASSERT_EQ(next, blocks_of(seqlens[b])) << "b=" << b << " not fully covered";
+
+    const int slots = s.num_splits[b + 1] - s.num_splits[b];
+    if (pieces.size() <= 1) {
+      ASSERT_EQ(slots, 0) << "b=" << b << " is unsplit but takes slots";
+      continue;
+    }
+    ASSERT_EQ(static_cast<int>(pieces.size()), slots) << "b=" << b;
+    std::vector<int> used;
+    for (const Segment& seg : pieces) used.push_back(seg.slot);
+    std::sort(used.begin(), used.end());
+    for (int k = 0; k < slots; ++k) ASSERT_EQ(used[k], s.num_splits[b] + k) << "b=" << b;
+  }
+
+  // Balance, exactly as schedule.h defines it: block j of b sits at position
+  // C[b] + kOverhead + j and part p owns positions [p W, (p + 1) W). So every covered block is
+  // inside its part's window, and blocks plus the overhead positions inside the window (the
+  // "5 per segment that starts at block 0", of which only the part's first segment can lose
+  // some to the previous part) never exceed W.
+  std::vector<int64_t> prefix(batch + 1, 0);
+  for (int b = 0; b < batch; ++b) {
+    const int64_t n = blocks_of(seqlens[b]);
+    prefix[b + 1] = prefix[b] + (n > 0 ? n + kOverhead : 0);
+  }
+  const int64_t total = prefix[batch];
+  const int64_t width = total > 0 ? (total + num_parts - 1) / num_parts : 1;
+  std::vector<int64_t> load(num_parts, 0);
+  for (const Segment& seg : s.segments) {
+    const int64_t x0 = seg.part * width, x1 = x0 + width;
+    const int64_t first_pos = prefix[seg.batch] + kOverhead + seg.j0;
+    const int64_t last_pos = prefix[seg.batch] + kOverhead + seg.j1 - 1;
+    ASSERT_TRUE(first_pos >= x0 && last_pos < x1)
+        << "part " << seg.part << " holds b=" << seg.batch << " blocks [" << seg.j0 << ", "
+        << seg.j1 << ") outside its window";
+    load[seg.part] += seg.j1 - seg.j0;
+    if (seg.j0 == 0) {
+      const int64_t overhead_begin = prefix[seg.batch];
+      const int64_t inside = overhead_begin + kOverhead - std::max(overhead_begin, x0);
+      if (!seg.first_of_part) {
+        ASSERT_EQ(inside, kOverhead) << "part " << seg.part;
+      }
+      load[seg.part] += inside;
+    }
+  }
+  for (int p = 0; p < num_parts; ++p) ASSERT_LE(load[p], width) << "part " << p;
+}
+
+// Lengths drawn from a mix of edge values (0, 1, 63, 64, 65, 1e6) and random ranges.
+std::vector<int32_t> random_seqlens(int batch, std::mt19937& rng) {
+  const int32_t edges[] = {0, 1, 63, 64, 65, 1000000};
+  std::uniform_int_distribution<int> pick(0, 9);
+  std::uniform_int_distribution<int> short_len(0, 200), long_len(0, 20000);
+  std::vector<int32_t> seqlens(batch);
+  for (int32_t& len : seqlens) {
+    const int k = pick(rng);
+    if (k < 6) len = edges[k];
+    else if (k < 8) len = short_len(rng);
+    else len = long_len(rng);
+  }
+  return seqlens;
+}
+
+TEST(Metadata, RandomLengthsOverBatchesAndPartCounts) {
+  std::mt19937 rng(20240611);
+  for (int batch : {1, 2, 7, 128, 4096}) {
+    for (int num_parts : {1, 3, 64, 132, 264}) {
+      for (int trial = 0; trial < 20; ++trial) {
+        const std::vector<int32_t> seqlens = random_seqlens(batch, rng);
+        check_schedule(seqlens, num_parts,
+                       "batch " + std::to_string(batch) + ", parts " +
+                           std::to_string(num_parts) + ", trial " + std::to_string(trial));
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(Metadata, UniformLengthsIncludingPageBoundaries) {
+  for (int len : {1, 63, 64, 65, 127, 128, 129, 4096, 1000000}) {
+    for (int batch : {1, 2, 7, 128}) {
+      for (int num_parts : {1, 3, 64, 132, 264}) {
+        check_schedule(std::vector<int32_t>(batch, len), num_parts,
+                       "len " + std::to_string(len) + ", batch " + std::to_string(batch) +
+                           ", parts " + std::to_string(num_parts));
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(Metadata, AllEmptyBatchIsAllIdle) {
+  for (int batch : {1, 7, 4096}) {
+    for (int num_parts : {1, 132}) {
+      const std::vector<int32_t> seqlens(batch, 0);
+      check_schedule(seqlens, num_parts, "all-zero batch " + std::to_string(batch));
+      const Schedule s = make_and_walk(seqlens, num_parts);
+      EXPECT_TRUE(s.segments.empty());
+      EXPECT_EQ(s.num_splits[batch], 0);
+      for (int p = 0; p < num_parts; ++p) {
+        EXPECT_EQ(s.metadata[static_cast<size_t>(p) * sched::kNumFields +
+                             static_cast<int>(Field::kIdle)], 1);
+      }
+    }
+  }
+}
+
+TEST(Metadata, OneLongSequenceIsSpreadByBlocks) {
+  // b = 1, 131072 tokens = 2048 blocks over 132 parts: W = ceil((2048 + 5) / 132) = 16.
+  const int kParts = 132;
+  const std::vector<int32_t> seqlens = {131072};
+  check_schedule(seqlens, kParts, "one long sequence");
+  const Schedule s = make_and_walk(seqlens, kParts);
+  const int max_blocks = (2048 + kOverhead + kParts - 1) / kParts;
+  std::vector<int> blocks(kParts, 0);
+  for (const Segment& seg : s.segments) blocks[seg.part] += seg.j1 - seg.j0;
+  int busy = 0;
+  for (int p = 0; p < kParts; ++p) {
+    EXPECT_LE(blocks[p], max_blocks) << "part " << p;
+    busy += blocks[p] > 0;
+  }
+  EXPECT_GE(busy, 2048 / max_blocks);  // 128 parts at least, not one part doing it all
+  EXPECT_EQ(s.num_splits[1], busy);
+}
+
+TEST(Metadata, ShortSequencesAreNotSplit) {
+  // 128 sequences of one block on 132 parts: W = ceil(128 * 6 / 132) = 6, one sequence a part.
+  const Schedule s = make_and_walk(std::vector<int32_t>(128, 10), 132);
+  EXPECT_EQ(s.num_splits[128], 0);
+  EXPECT_EQ(s.segments.size(), 128u);
+}
+
+}  // namespace
+}  // namespace flash_mla

@@ -1,0 +1,187 @@
+// decode() against the float64 reference over a grid of shapes (SPEC §1, §3).
+//
+// Tolerances, per dtype, against the float64 reference:
+//   relative Frobenius error of out: bf16 <= 8e-3, fp16 <= 2e-3.
+//     Rounding the exact result to the output dtype alone costs about u / sqrt(3) in RMS
+//     relative terms (u = 2^-8 for bf16: ~2.3e-3; 2^-11 for fp16: ~2.8e-4; each case prints it
+//     next to the measured error). The kernel also rounds the softmax probabilities to the
+//     16-bit type before the P.V product; with random V those errors add in quadrature, so
+//     another ~u / sqrt(3) in RMS. fp32 accumulation (QK^T over 576 channels, PV over L keys,
+//     the split merge) adds ~1e-6. Expected: ~3e-3 (bf16), ~4e-4 (fp16); the bounds leave
+//     about 3x (bf16) and 5x (fp16) margin while a wrong row, head or mask is off by O(1).
+//   cosine distance 1 - cos(out, ref) over all compared elements: <= 1e-5 for both.
+//     For a relative error e that is uncorrelated with the reference, 1 - cos ~ e^2 / 2:
+//     ~5e-6 at bf16's expected 3e-3. A systematic bias (e.g. a dropped key) shows here first.
+//   lse: max |lse - ref| / max(1, |ref|) <= 1e-5 (max(1, .) because lse can be ~0).
+//     lse is fp32 all the way; the scores come from exact 16-bit x 16-bit products summed in
+//     fp32 over 576 channels, an absolute error of ~u32 * sqrt(576) * |s| ~ 1e-6 at the default
+//     scale, and log-sum-exp of fp32 terms adds ~1e-7 relative.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu_test_utils.h"
+
+namespace flash_mla::test {
+namespace {
+
+constexpr double kMaxRelFrobeniusBf16 = 8e-3;
+constexpr double kMaxRelFrobeniusFp16 = 2e-3;
+constexpr double kMaxCosineDistance = 1e-5;
+constexpr double kMaxLseRelError = 1e-5;
+
+struct DecodeCase {
+  std::string name;
+  DecodeShape shape;
+  int num_sm_parts = 0;  // 0: what get_num_sm_parts says; any positive count is valid
+  int sampled_rows = 0;  // 0: compare every row
+};
+
+// gtest prints the parameter in test listings (and ctest's test names): the case name.
+void PrintTo(const DecodeCase& c, std::ostream* os) { *os << c.name; }
+
+std::string dtype_tag(DType dtype) { return dtype == DType::kBF16 ? "bf16" : "fp16"; }
+
+// Builds the grid; every entry exists for bf16 and fp16.
+class CaseList {
+ public:
+  // One case per dtype, named "<tag>_<dtype>".
+  void add(const std::string& tag, const std::vector<int32_t>& seqlens, int h_q, int s_q,
+           int h_kv = 1, bool causal = false) {
+    for (DType dtype : {DType::kBF16, DType::kFP16}) {
+      DecodeCase c;
+      c.name = tag + "_" + dtype_tag(dtype);
+      c.shape.dtype = dtype;
+      c.shape.seqlens = seqlens;
+      c.shape.num_heads_q = h_q;
+      c.shape.seqlen_q = s_q;
+      c.shape.num_heads_kv = h_kv;
+      c.shape.causal = causal;
+      cases_.push_back(c);
+    }
+  }
+  // Applies `edit` to both dtype variants of the last add().
+  template <typename Edit>
+  void edit_last(Edit edit) {
+    for (size_t k = cases_.size() - kDtypes; k < cases_.size(); ++k) edit(cases_[k]);
+  }
+  const std::vector<DecodeCase>& cases() const { return cases_; }
+
+ private:
+  static constexpr size_t kDtypes = 2;
+  std::vector<DecodeCase> cases_;
+};
+
+void use_portable(DecodeCase& c) {
+  c.name += "_portable";
+  c.shape.kernel = KernelChoice::kPortable;
+}
+
+std::vector<DecodeCase> decode_cases() {
+  CaseList list;
+  // One sequence around page boundaries.
+  for (int len : {1, 63, 64, 65, 1000}) list.add("b1_L" + std::to_string(len), {len}, 16, 1);
+  list.add("b1_L1000", {1000}, 16, 1);
+  list.edit_last(use_portable);
+  // Mixed lengths with an empty sequence; all empty.
+  list.add("b4_mixed", {0, 1, 63, 130}, 16, 2, 1, true);
+  list.add("b4_mixed", {0, 1, 63, 130}, 16, 2, 1, true);
+  list.edit_last(use_portable);
+  list.add("all_empty", {0, 0, 0}, 16, 1);
+
+  // Rows per KV head M = s_q * h_q / h_kv across the tile sizes: 1 .. 256.
+  struct Rows { int h_q, s_q; };
+  for (Rows r : {Rows{1, 1}, Rows{8, 1}, Rows{16, 1}, Rows{17, 1}, Rows{16, 2}, Rows{33, 1},
+                 Rows{64, 1}, Rows{65, 1}, Rows{128, 1}, Rows{64, 2}, Rows{128, 2}}) {
+    const std::string tag = "M" + std::to_string(r.h_q * r.s_q) + "_hq" +
+                            std::to_string(r.h_q) + "_sq" + std::to_string(r.s_q);
+    list.add(tag, {300, 1000}, r.h_q, r.s_q, 1, r.s_q > 1);
+    if (r.h_q == 17 || r.h_q == 65 || r.h_q * r.s_q == 256) {
+      list.add(tag, {300, 1000}, r.h_q, r.s_q, 1, r.s_q > 1);
+      list.edit_last(use_portable);
+    }
+  }
+
+  // Multi-token decoding, causal and not; the L = 5 sequence has empty causal rows at s_q > 6.
+  for (int s_q = 1; s_q <= 8; ++s_q) {
+    for (bool causal : {true, false}) {
+      list.add("sq" + std::to_string(s_q) + (causal ? "_causal" : "_full"), {5, 200, 777}, 16,
+               s_q, 1, causal);
+    }
+  }
+
+  // Several KV heads.
+  for (int h_kv : {2, 4}) {
+    for (int s_q : {1, 2}) {
+      list.add("hkv" + std::to_string(h_kv) + "_sq" + std::to_string(s_q), {100, 700},
+               16 * h_kv, s_q, h_kv, s_q > 1);
+    }
+  }
+
+  // Custom scale.
+  list.add("scale0p3", {500, 64}, 16, 1);
+  list.edit_last([](DecodeCase& c) { c.shape.softmax_scale = 0.3f; });
+
+  // Strided views of q, k_cache, out, lse and the block table.
+  list.add("strided", {1, 200, 1500}, 32, 2, 2, true);
+  list.edit_last([](DecodeCase& c) { c.shape.padded_strides = true; });
+  list.add("strided", {1, 200, 1500}, 32, 2, 2, true);
+  list.edit_last([](DecodeCase& c) {
+    c.shape.padded_strides = true;
+    use_portable(c);
+  });
+
+  // Long sequences (split across many parts), and a large batch of short ones (sampled).
+  list.add("long_b2", {5000, 20000}, 16, 1);
+  list.add("b1_L131072", {131072}, 16, 1);
+  std::vector<int32_t> one_long = random_lengths(32, 1, 2000, 32);
+  one_long[5] = 65536;
+  list.add("one_long_among_short", one_long, 16, 1);
+  list.add("b4096_short", random_lengths(4096, 0, 100, 4096), 16, 1);
+  list.edit_last([](DecodeCase& c) { c.sampled_rows = 2000; });
+
+  // Explicit part counts: any positive count must give the same results.
+  for (int parts : {1, 7, 300}) {
+    list.add("parts" + std::to_string(parts), {9000, 100, 2500}, 16, 2, 1, true);
+    list.edit_last([parts](DecodeCase& c) { c.num_sm_parts = parts; });
+  }
+  return list.cases();
+}
+
+class DecodeVsReference : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeVsReference, MatchesFloat64Reference) {
+  FLASH_MLA_SKIP_WITHOUT_GPU();
+  const DecodeCase& c = GetParam();
+  const uint64_t seed = seed_from_name(c.name);
+  const HostInputs in = make_random_inputs(c.shape, seed);
+
+  cudaStream_t stream = nullptr;
+  FLASH_MLA_CUDA_ASSERT(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  DecodeResult result;
+  run_decode(in, c.num_sm_parts, stream, &result);
+  cudaStreamDestroy(stream);
+  if (HasFatalFailure()) return;
+
+  const ErrorStats stats = compare_with_reference(in, result, c.sampled_rows, seed + 1);
+  std::printf("[ errors   ] %s: %s\n", c.name.c_str(), describe(stats).c_str());
+  const bool any_keys = stats.rows_compared > stats.empty_rows;
+  if (!any_keys) return;  // all rows empty: the exact checks above are the whole test
+
+  const double max_frobenius =
+      c.shape.dtype == DType::kBF16 ? kMaxRelFrobeniusBf16 : kMaxRelFrobeniusFp16;
+  EXPECT_LE(stats.out_rel_frobenius, max_frobenius) << describe(stats);
+  EXPECT_LE(stats.out_cosine_distance, kMaxCosineDistance) << describe(stats);
+  EXPECT_LE(stats.lse_max_rel_error, kMaxLseRelError) << describe(stats);
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, DecodeVsReference, ::testing::ValuesIn(decode_cases()),
+                         [](const ::testing::TestParamInfo<DecodeCase>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace
+}  // namespace flash_mla::test
