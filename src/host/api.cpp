@@ -1,6 +1,7 @@
 // The public calls: device facts, planning, workspace, metadata and decode.
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cmath>
 #include <mutex>
 
@@ -11,18 +12,31 @@
 namespace flash_mla {
 namespace detail {
 
-cudaError_t portable_occupancy(int row_groups, int* ctas_per_sm);  // dispatch.cu
+cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm);  // dispatch.cu
 
 namespace {
 
 constexpr int kMaxDevices = 64;
-constexpr int kRowGroupChoices[] = {1, 2, 4};
+constexpr int kRowGroupChoices[] = {1, 2};
+constexpr int kMinStages = 2;
+constexpr int kDefaultMaxStages = 2;
 
 struct CachedDevice {
   bool ready = false;
   DeviceInfo info;
-  int occupancy[5] = {};  // indexed by row groups
+  int occupancy[3] = {};  // indexed by row groups (1, 2); 0: the configuration does not fit
+  int stages[3] = {};
 };
+
+// Upper bound on KV stages: as many as fit, at most kDefaultMaxStages, or the tuning override
+// FLASH_MLA_PORTABLE_MAX_STAGES (2..6) for experiments.
+int max_stages_setting() {
+  if (const char* env = std::getenv("FLASH_MLA_PORTABLE_MAX_STAGES")) {
+    const int v = std::atoi(env);
+    if (v >= kMinStages && v <= 6) return v;
+  }
+  return kDefaultMaxStages;
+}
 
 std::mutex g_device_mutex;
 std::array<CachedDevice, kMaxDevices> g_devices;
@@ -56,15 +70,21 @@ Status current_device_info(DeviceInfo* info) {
     if (err != cudaSuccess) return cuda_failure("cudaDeviceGetAttribute", err);
     d.smem_optin = static_cast<size_t>(smem_optin);
     if (d.major >= 8) {
+      const int max_stages = max_stages_setting();
       for (int r : kRowGroupChoices) {
-        if (sm80::portable_decode_smem_bytes(r) > d.smem_optin) continue;
+        int stages = max_stages;
+        while (stages >= kMinStages && sm80::portable_decode_smem_bytes(r, stages) > d.smem_optin) {
+          --stages;
+        }
+        if (stages < kMinStages) continue;
         int ctas = 0;
-        err = portable_occupancy(r, &ctas);
+        err = portable_occupancy(r, stages, &ctas);
         if (err != cudaSuccess) {
           cudaGetLastError();
           return cuda_failure("occupancy query of the portable kernel", err);
         }
         cached.occupancy[r] = ctas;
+        cached.stages[r] = stages;
       }
     }
     cached.info = d;
@@ -81,17 +101,24 @@ Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan)
                       std::to_string(dev.device) + " has " + std::to_string(dev.major) + "." +
                       std::to_string(dev.minor));
   }
-  int row_groups = rows_per_kv <= 16 ? 1 : rows_per_kv <= 32 ? 2 : 4;
-  int ctas = 0;
+  // 32 rows per CTA at most: 64 (512 threads, one CTA per SM, registers capped at 128 with
+  // spills) measured 7% slower than 32 rows with two CTAs per SM (docs/perf-notes.md, v2).
+  int row_groups = rows_per_kv <= 16 ? 1 : 2;
+  // Tuning override for experiments: FLASH_MLA_PORTABLE_ROW_GROUPS=1 caps a CTA at 16 rows.
+  if (const char* env = std::getenv("FLASH_MLA_PORTABLE_ROW_GROUPS")) {
+    if (std::atoi(env) == 1) row_groups = 1;
+  }
+  int ctas = 0, stages = 0;
   {
     std::lock_guard<std::mutex> lock(g_device_mutex);
     while (row_groups > 1 && g_devices[dev.device].occupancy[row_groups] == 0) row_groups /= 2;
     ctas = g_devices[dev.device].occupancy[row_groups];
+    stages = g_devices[dev.device].stages[row_groups];
   }
   if (ctas == 0) {
     return Status(StatusCode::kNotSupported,
                   "the portable kernel needs " +
-                      std::to_string(sm80::portable_decode_smem_bytes(1)) +
+                      std::to_string(sm80::portable_decode_smem_bytes(1, kMinStages)) +
                       " bytes of shared memory per CTA; device " + std::to_string(dev.device) +
                       " allows " + std::to_string(dev.smem_optin));
   }
@@ -99,6 +126,7 @@ Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan)
   plan->block_m = 16 * row_groups;
   plan->m_blocks = (rows_per_kv + plan->block_m - 1) / plan->block_m;
   plan->ctas_per_sm = ctas;
+  plan->stages = stages;
   return Status();
 }
 
@@ -249,6 +277,7 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   detail::workspace_layout(a.workspace, p.rows_per_kv, p.num_heads_kv, a.num_sm_parts,
                            &p.o_accum, &p.lse_accum);
   p.num_slots = detail::num_workspace_slots(a.num_sm_parts);
+  p.kv_stages = plan.stages;
 
   if (cudaError_t err = detail::launch_portable(pr.dtype, p, plan, stream); err != cudaSuccess) {
     return detail::cuda_failure("portable decode kernel launch", err);

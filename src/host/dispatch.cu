@@ -10,11 +10,10 @@
 namespace flash_mla {
 namespace sm80 {
 
-size_t portable_decode_smem_bytes(int row_groups) {
+size_t portable_decode_smem_bytes(int row_groups, int stages) {
   switch (row_groups) {
-    case 1: return PortableConfig<1>::kSmemBytes;
-    case 2: return PortableConfig<2>::kSmemBytes;
-    case 4: return PortableConfig<4>::kSmemBytes;
+    case 1: return PortableConfig<1>::smem_bytes(stages);
+    case 2: return PortableConfig<2>::smem_bytes(stages);
     default: return 0;
   }
 }
@@ -30,19 +29,17 @@ cudaError_t launch_portable_typed(const DecodeParams& params, const PortablePlan
   switch (plan.row_groups) {
     case 1: return sm80::launch_portable_decode<Element, 1>(params, plan.m_blocks, stream);
     case 2: return sm80::launch_portable_decode<Element, 2>(params, plan.m_blocks, stream);
-    case 4: return sm80::launch_portable_decode<Element, 4>(params, plan.m_blocks, stream);
     default: return cudaErrorInvalidConfiguration;
   }
 }
 
 }  // namespace
 
-cudaError_t portable_occupancy(int row_groups, int* ctas_per_sm) {
+cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm) {
   // Occupancy does not depend on the dtype: same registers and shared memory.
   switch (row_groups) {
-    case 1: return sm80::portable_decode_occupancy<__nv_bfloat16, 1>(ctas_per_sm);
-    case 2: return sm80::portable_decode_occupancy<__nv_bfloat16, 2>(ctas_per_sm);
-    case 4: return sm80::portable_decode_occupancy<__nv_bfloat16, 4>(ctas_per_sm);
+    case 1: return sm80::portable_decode_occupancy<__nv_bfloat16, 1>(stages, ctas_per_sm);
+    case 2: return sm80::portable_decode_occupancy<__nv_bfloat16, 2>(stages, ctas_per_sm);
     default: return cudaErrorInvalidConfiguration;
   }
 }

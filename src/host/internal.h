@@ -40,6 +40,7 @@ struct PortablePlan {
   int block_m = 16;
   int m_blocks = 1;
   int ctas_per_sm = 1;
+  int stages = 2;       // KV tiles in shared memory
 };
 Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan);
 

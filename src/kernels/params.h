@@ -42,6 +42,9 @@ struct DecodeParams {
   float* o_accum;          // [num_slots, h_kv, M, 512], normalised by its own sum
   float* lse_accum;        // [num_slots, h_kv, M], natural log; -inf = no valid key
   int num_slots;
+
+  // Kernel configuration chosen by the host planner.
+  int kv_stages;           // portable kernel: KV tiles in shared memory (2..6)
 };
 
 }  // namespace flash_mla

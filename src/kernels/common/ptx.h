@@ -30,6 +30,17 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" :: "n"(kPending) : "memory");
 }
 
+// wait_group takes an immediate: dispatch a run-time count (at most 4) onto the template.
+__device__ __forceinline__ void cp_async_wait_dynamic(int pending) {
+  switch (pending) {
+    case 0: cp_async_wait<0>(); break;
+    case 1: cp_async_wait<1>(); break;
+    case 2: cp_async_wait<2>(); break;
+    case 3: cp_async_wait<3>(); break;
+    default: cp_async_wait<4>(); break;
+  }
+}
+
 // Four 8x8 b16 matrices from shared memory (PTX ISA: "Warp-level matrix load instruction: ldmatrix"). Lane l supplies the row
 // address of row l % 8 of matrix l / 8; register i receives matrix i.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {

@@ -25,15 +25,24 @@ struct PortableConfig {
   static constexpr int kWarps = kWarpsPerGroup * kRowGroups;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kThreadsPerGroup = 32 * kWarpsPerGroup;
+  // The kernel is bound by the latency of its per-tile work more than by bytes in flight
+  // (docs/perf-notes.md, v2): two CTAs per SM where the register file allows it (R <= 2 caps
+  // registers at 128 for 256 threads).
+  static constexpr int kMinCtasPerSm = 2;
 
   static constexpr int kBlockN = 32;                       // KV tokens per tile
-  static constexpr int kStages = 2;                        // KV tiles in shared memory
+  // KV tiles in shared memory: chosen at run time (as many as the device's shared memory
+  // holds, see host/api.cpp), since with one CTA per SM the bytes in flight, (stages - 1)
+  // tiles, are what feeds the memory system.
+  static constexpr int kMinStages = 2;
+  static constexpr int kMaxStages = 6;
   static constexpr int kTokensPerWarp = kBlockN / kWarpsPerGroup;  // S columns of one warp
   static constexpr int kColsPerWarp = kHeadDimV / kWarpsPerGroup;  // O columns of one warp
   static constexpr int kOTiles = kColsPerWarp / 8;                 // n8 tiles of O per warp
 
   static constexpr int kMmaK = 16;
   static constexpr int kQKSteps = kHeadDim / kMmaK;        // 36
+  static constexpr int kQKChains = 4;                      // independent accumulators of S
   static constexpr int kPVSteps = kBlockN / kMmaK;         // 2
 
   // Rows of Q and K are padded by 16 bytes: a 1152-byte row is a multiple of 128 bytes, so
@@ -49,10 +58,12 @@ struct PortableConfig {
   static constexpr size_t kKVStageBytes = size_t(kBlockN) * kRowStride * kElemBytes;
   static constexpr size_t kPBytes = size_t(kBlockM) * kPStride * kElemBytes;
   static constexpr size_t kRowStatBytes = size_t(kRowGroups) * kWarpsPerGroup * kRowsPerGroup * 4;
-  static constexpr size_t kSmemBytes =
-      kQBytes + kStages * kKVStageBytes + kPBytes + 2 * kRowStatBytes;
+  static constexpr size_t smem_bytes(int stages) {
+    return kQBytes + stages * kKVStageBytes + kPBytes + 2 * kRowStatBytes;
+  }
 
   static_assert(kHeadDim % (2 * kMmaK) == 0, "QK loop consumes two k-steps per ldmatrix.x4");
+  static_assert(kQKSteps % kQKChains == 0 && kQKChains % 2 == 0, "chains split the k-steps evenly");
   static_assert(kTokensPerWarp == 8, "each warp owns exactly one n8 tile of S");
   static_assert(kColsPerWarp % 16 == 0, "PV loads V as pairs of n8 tiles");
   static_assert(kPageBlock % kBlockN == 0, "a KV tile never straddles two pages");
@@ -61,7 +72,7 @@ struct PortableConfig {
   static_assert((kPStride * kElemBytes) % 16 == 0, "P rows 16-byte aligned for ldmatrix");
   static_assert(kQBytes % 16 == 0 && kKVStageBytes % 16 == 0 && kPBytes % 16 == 0,
                 "every region starts 16-byte aligned");
-  static_assert(kRowGroups >= 1 && kRowGroups * kWarpsPerGroup <= 16, "at most 512 threads");
+  static_assert(kRowGroups == 1 || kRowGroups == 2, "16 or 32 rows per CTA (see host/api.cpp)");
 };
 
 // Named barrier ids: 0 is __syncthreads; each row group owns one.

@@ -4,6 +4,6 @@
 namespace flash_mla::sm80 {
 
 template cudaError_t launch_portable_decode<__nv_bfloat16, 1>(const DecodeParams&, int, cudaStream_t);
-template cudaError_t portable_decode_occupancy<__nv_bfloat16, 1>(int*);
+template cudaError_t portable_decode_occupancy<__nv_bfloat16, 1>(int, int*);
 
 }  // namespace flash_mla::sm80

@@ -4,6 +4,6 @@
 namespace flash_mla::sm80 {
 
 template cudaError_t launch_portable_decode<__half, 2>(const DecodeParams&, int, cudaStream_t);
-template cudaError_t portable_decode_occupancy<__half, 2>(int*);
+template cudaError_t portable_decode_occupancy<__half, 2>(int, int*);
 
 }  // namespace flash_mla::sm80

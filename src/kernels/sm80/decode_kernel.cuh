@@ -23,7 +23,7 @@ namespace flash_mla::sm80 {
 template <class Element, class Cfg>
 struct SharedStorage {
   Element* q;                    // [kBlockM][kRowStride]
-  Element* kv;                   // [kStages][kBlockN][kRowStride]; K and V are the same tile
+  Element* kv;                   // [stages][kBlockN][kRowStride]; K and V are the same tile
   Element* p;                    // [kBlockM][kPStride] probabilities of the current tile
   float* row_max;                // [kRowGroups][kWarpsPerGroup][16] per-warp tile maxima
   float* row_sum;                // [kRowGroups][kWarpsPerGroup][16] per-warp sums (epilogue)
@@ -34,11 +34,11 @@ struct SharedStorage {
     return kv + stage * (Cfg::kKVStageBytes / sizeof(Element));
   }
 
-  __device__ explicit SharedStorage(char* base) {
+  __device__ SharedStorage(char* base, int stages) {
     q = reinterpret_cast<Element*>(base);
     base += Cfg::kQBytes;
     kv = reinterpret_cast<Element*>(base);
-    base += Cfg::kStages * Cfg::kKVStageBytes;
+    base += stages * Cfg::kKVStageBytes;
     p = reinterpret_cast<Element*>(base);
     base += Cfg::kPBytes;
     row_max = reinterpret_cast<float*>(base);
@@ -121,12 +121,12 @@ __device__ __forceinline__ void load_kv_tile(const DecodeParams& p, Element* sKV
   }
 }
 
-// S[16 rows x 8 tokens] = Q K^T for this warp's tokens, fp32. Two accumulators halve the
-// dependent mma chain over the 36 k-steps.
+// S[16 rows x 8 tokens] = Q K^T for this warp's tokens, fp32. kQKChains accumulators shorten
+// the dependent mma chain over the 36 k-steps (the per-tile latency is what bounds the kernel).
 template <class Element, class Cfg>
 __device__ __forceinline__ void compute_scores(const Element* sQ, const Element* sKV,
                                                const ThreadCoord& c, float (&s)[4]) {
-  float acc[2][4] = {};
+  float acc[Cfg::kQKChains][4] = {};
   const Element* q_rows = sQ + (c.row_group * Cfg::kRowsPerGroup + c.lane % 16) * Cfg::kRowStride +
                           (c.lane / 16) * 8;
   const Element* k_rows = sKV + (c.warp_in_group * Cfg::kTokensPerWarp + c.lane % 8) *
@@ -137,11 +137,15 @@ __device__ __forceinline__ void compute_scores(const Element* sQ, const Element*
     ptx::ldmatrix_x4(kb, k_rows + ks * Cfg::kMmaK);  // k-steps ks and ks+1 of 8 tokens
     ptx::ldmatrix_x4(qa0, q_rows + ks * Cfg::kMmaK);
     ptx::ldmatrix_x4(qa1, q_rows + (ks + 1) * Cfg::kMmaK);
-    ptx::mma_16816<Element>(acc[0], qa0, kb[0], kb[1]);
-    ptx::mma_16816<Element>(acc[1], qa1, kb[2], kb[3]);
+    ptx::mma_16816<Element>(acc[ks % Cfg::kQKChains], qa0, kb[0], kb[1]);
+    ptx::mma_16816<Element>(acc[(ks + 1) % Cfg::kQKChains], qa1, kb[2], kb[3]);
   }
 #pragma unroll
-  for (int e = 0; e < 4; ++e) s[e] = acc[0][e] + acc[1][e];
+  for (int e = 0; e < 4; ++e) {
+    s[e] = 0.f;
+#pragma unroll
+    for (int k = 0; k < Cfg::kQKChains; ++k) s[e] += acc[k][e];
+  }
 }
 
 // Online-softmax state of the two rows (gid, gid + 8) this thread holds.
@@ -304,39 +308,52 @@ __device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment
                                             int m_block, const ThreadCoord& c,
                                             SharedStorage<Element, Cfg>& smem) {
   __syncthreads();  // the previous segment is done with every shared buffer
+  const int stages = p.kv_stages;
+  const int num_tiles = (seg.token_end - seg.token_begin + Cfg::kBlockN - 1) / Cfg::kBlockN;
+  // Prologue: Q with tile 0, then tiles 1 .. stages - 2, one commit group each (empty groups
+  // past the last tile keep the count of pending groups the same in every iteration).
   load_q_tile<Element, Cfg>(p, smem.q, seg.batch, g, m_block, c.tid);
-  load_kv_tile<Element, Cfg>(p, smem.kv_stage(0), seg, g, seg.token_begin, c.tid);
-  ptx::cp_async_commit();
+  for (int t = 0; t < stages - 1; ++t) {
+    if (t < num_tiles) {
+      load_kv_tile<Element, Cfg>(p, smem.kv_stage(t), seg, g, seg.token_begin + t * Cfg::kBlockN,
+                                 c.tid);
+    }
+    ptx::cp_async_commit();
+  }
 
   RowState st = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
   float o[Cfg::kOTiles][4] = {};
-  const int num_tiles = (seg.token_end - seg.token_begin + Cfg::kBlockN - 1) / Cfg::kBlockN;
   for (int t = 0; t < num_tiles; ++t) {
-    // Tile t has landed and every warp has finished tile t - 1, whose buffer is refilled next.
-    ptx::cp_async_wait<0>();
+    // Groups committed so far: stages - 1 + t; tile t is group t, so stages - 2 may stay
+    // pending. The barrier then also means every warp has finished tile t - 1, whose buffer
+    // receives tile t + stages - 1.
+    ptx::cp_async_wait_dynamic(stages - 2);
     __syncthreads();
     const int tile_begin = seg.token_begin + t * Cfg::kBlockN;
-    if (t + 1 < num_tiles) {
-      load_kv_tile<Element, Cfg>(p, smem.kv_stage((t + 1) % Cfg::kStages), seg, g,
-                                 tile_begin + Cfg::kBlockN, c.tid);
+    const int next = t + stages - 1;
+    if (next < num_tiles) {
+      load_kv_tile<Element, Cfg>(p, smem.kv_stage(next % stages), seg, g,
+                                 seg.token_begin + next * Cfg::kBlockN, c.tid);
     }
     ptx::cp_async_commit();
 
-    const Element* sKV = smem.kv_stage(t % Cfg::kStages);
+    const Element* sKV = smem.kv_stage(t % stages);
     float s[4];
     compute_scores<Element, Cfg>(smem.q, sKV, c, s);
     float rescale[2];
     update_softmax<Element, Cfg>(p, seg, m_block, tile_begin, c, smem, s, st, rescale);
     accumulate_pv<Element, Cfg>(smem.p, sKV, c, rescale, o);
   }
+  // Drain the empty trailing groups so the next segment starts with none pending.
+  ptx::cp_async_wait<0>();
   write_output<Element, Cfg>(p, seg, g, m_block, c, smem, st, o);
 }
 
 template <class Element, class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinCtasPerSm)
     portable_decode_kernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ __align__(16) char smem_raw[];
-  SharedStorage<Element, Cfg> smem(smem_raw);
+  SharedStorage<Element, Cfg> smem(smem_raw, p.kv_stages);
   const ThreadCoord c = thread_coord<Cfg>();
   const int part = blockIdx.x;
   const int m_block = blockIdx.y;
