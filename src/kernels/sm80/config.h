@@ -3,13 +3,17 @@
 //
 // One CTA = kRowGroups row groups x 4 warps; a row group owns 16 query rows (the M of one
 // mma.m16n8k16). Per KV tile of kBlockN = 32 tokens:
-//   S   warp w computes the partial scores of all 32 tokens over the channels
-//       [144w, 144w + 144) (a k-split: each K fragment feeds four n8 tiles and Q is loaded once
-//       per k-step, not once per n8 tile), writes them to shared memory; after one barrier
-//       every warp sums the four partials in the same order, so all four hold the same
-//       16 x 32 scores, row maxima and probabilities without further exchange;
-//   P·V P stays in registers (the accumulator layout of S is the A-operand layout of P·V) and
-//       warp w accumulates output columns [128w, 128w + 128): O[16 x 128] fp32, 64 registers.
+//   S    k-split: warp w computes the partial scores of all 32 tokens over the channels
+//        [144w, 144w + 144), so each K fragment feeds four n8 tiles and Q is read once per
+//        k-step rather than once per n8 tile; partials meet in shared memory and warp w sums
+//        the four for its own 8 tokens [8w, 8w + 8);
+//   softmax  row maxima of the 4 warps exchanged through shared memory, probabilities P
+//        written to shared memory;
+//   P·V  warp w accumulates output columns [128w, 128w + 128): O[16 x 128] fp32, 64 registers.
+#pragma once
+
+#include <cstddef>
+
 namespace flash_mla::sm80 {
 
 template <int kRowGroups_>
@@ -36,13 +40,14 @@ struct PortableConfig {
   // tiles, are what feeds the memory system.
   static constexpr int kMinStages = 2;
   static constexpr int kMaxStages = 6;
-  static constexpr int kSTiles = kBlockN / 8;                      // n8 tiles of S per warp
+  static constexpr int kTokensPerWarp = kBlockN / kWarpsPerGroup;  // S columns of one warp
   static constexpr int kColsPerWarp = kHeadDimV / kWarpsPerGroup;  // O columns of one warp
   static constexpr int kOTiles = kColsPerWarp / 8;                 // n8 tiles of O per warp
 
   static constexpr int kMmaK = 16;
   static constexpr int kQKSteps = kHeadDim / kMmaK;        // 36
   static constexpr int kKStepsPerWarp = kQKSteps / kWarpsPerGroup;  // 9: the k-split of S
+  static constexpr int kSTiles = kBlockN / 8;                        // n8 tiles of partial S
   static constexpr int kPVSteps = kBlockN / kMmaK;         // 2
 
   // Rows of Q and K are padded by 16 bytes: a 1152-byte row is a multiple of 128 bytes, so
@@ -50,6 +55,7 @@ struct PortableConfig {
   static constexpr int kElemBytes = 2;
   static constexpr int kChunkElems = 16 / kElemBytes;      // elements per 16-byte copy
   static constexpr int kRowStride = kHeadDim + kChunkElems;  // 584 elements
+  static constexpr int kPStride = kBlockN + kChunkElems;     // 40 elements
   // Partial scores, fp32, [group][warp][16 rows][kSStride]: 160-byte rows make the float2
   // accesses of a half-warp (8 rows x 4 column pairs) hit 32 distinct banks.
   static constexpr int kSStride = kBlockN + 8;               // 40 floats
@@ -58,30 +64,38 @@ struct PortableConfig {
   // Shared memory (bytes).
   static constexpr size_t kQBytes = size_t(kBlockM) * kRowStride * kElemBytes;
   static constexpr size_t kKVStageBytes = size_t(kBlockN) * kRowStride * kElemBytes;
+  static constexpr size_t kPBytes = size_t(kBlockM) * kPStride * kElemBytes;
+  static constexpr size_t kRowStatBytes = size_t(kRowGroups) * kWarpsPerGroup * kRowsPerGroup * 4;
   static constexpr size_t kSBytes =
       size_t(kRowGroups) * kWarpsPerGroup * kRowsPerGroup * kSStride * sizeof(float);
-  // With one row group, Q lives in registers (36 registers per thread for its k-slice) after
-  // the segment's first tile, and its shared-memory buffer is reused for the partial scores;
-  // that keeps the configuration within the 99 KB of sm_86/sm_89. With two row groups the
-  // register budget (128 at two CTAs of 256 threads) has no room, so Q is re-read per tile.
+  // With one row group, Q lives in registers (36 per thread for its k-slice) after the
+  // segment's first tile and its buffer holds the partial scores: that keeps the configuration
+  // within the 99 KB of sm_86/sm_89. With two row groups the register budget (128 at two CTAs
+  // of 256 threads) has no room, so Q is re-read from shared memory every tile.
   static constexpr bool kQInRegisters = kRowGroups == 1;
   static constexpr size_t kQAndSBytes = kQInRegisters ? (kQBytes > kSBytes ? kQBytes : kSBytes)
                                                       : kQBytes + kSBytes;
-  static constexpr size_t smem_bytes(int stages) { return kQAndSBytes + stages * kKVStageBytes; }
+  static constexpr size_t smem_bytes(int stages) {
+    return kQAndSBytes + kPBytes + 2 * kRowStatBytes + stages * kKVStageBytes;
+  }
 
+  static_assert(kHeadDim % (2 * kMmaK) == 0, "QK loop consumes two k-steps per ldmatrix.x4");
   static_assert(kQKSteps % kWarpsPerGroup == 0, "the k-split gives each warp whole k-steps");
-  static_assert(kSTiles % 2 == 0 && kSTiles == 2 * kPVSteps, "S tiles pair into P·V k-steps");
+  static_assert(kSTiles % 2 == 0, "K fragments load two n8 tiles at a time");
+  static_assert(kTokensPerWarp == 8, "each warp owns exactly one n8 tile of S");
   static_assert(kColsPerWarp % 16 == 0, "PV loads V as pairs of n8 tiles");
   static_assert(kPageBlock % kBlockN == 0, "a KV tile never straddles two pages");
   static_assert((kRowStride * kElemBytes) % 16 == 0 && (kRowStride * kElemBytes) % 128 == 16,
                 "rows 16-byte aligned and offset by one 16-byte bank group");
+  static_assert((kPStride * kElemBytes) % 16 == 0, "P rows 16-byte aligned for ldmatrix");
   static_assert((kSStride * 4) % 128 == 32, "partial-score rows offset by 8 banks");
-  static_assert(kQAndSBytes % 16 == 0 && kKVStageBytes % 16 == 0 && kQBytes % 16 == 0,
+  static_assert(kQAndSBytes % 16 == 0 && kKVStageBytes % 16 == 0 && kPBytes % 16 == 0,
                 "every region starts 16-byte aligned");
   static_assert(kRowGroups == 1 || kRowGroups == 2, "16 or 32 rows per CTA (see host/api.cpp)");
 };
 
-// Named barrier ids: 0 is __syncthreads; each row group owns one (partial scores written).
+// Named barrier ids: 0 is __syncthreads; each row group owns one (partial scores published,
+// row maxima exchanged, P written, row sums exchanged).
 enum class Barrier : int { kCta = 0, kRowGroupBase = 1 };
 
 }  // namespace flash_mla::sm80

@@ -22,15 +22,25 @@ namespace flash_mla::sm80 {
 
 template <class Element, class Cfg>
 struct SharedStorage {
-  Element* q;   // [kBlockM][kRowStride]
-  float* s;     // [kRowGroups][kWarpsPerGroup][16][kSStride] partial scores (aliases q when
-                // Q lives in registers)
-  Element* kv;  // [stages][kBlockN][kRowStride]; K and V are the same tile
+  Element* q;        // [kBlockM][kRowStride]
+  float* s;          // [kRowGroups][kWarpsPerGroup][16][kSStride] partial scores (aliases q
+                     // when Q lives in registers)
+  Element* p;        // [kBlockM][kPStride] probabilities of the current tile
+  float* row_max;    // [kRowGroups][kWarpsPerGroup][16] per-warp tile maxima
+  float* row_sum;    // [kRowGroups][kWarpsPerGroup][16] per-warp sums (epilogue)
+  Element* kv;       // [stages][kBlockN][kRowStride]; K and V are the same tile
 
   __device__ explicit SharedStorage(char* base) {
     q = reinterpret_cast<Element*>(base);
     s = reinterpret_cast<float*>(base + (Cfg::kQInRegisters ? 0 : Cfg::kQBytes));
-    kv = reinterpret_cast<Element*>(base + Cfg::kQAndSBytes);
+    base += Cfg::kQAndSBytes;
+    p = reinterpret_cast<Element*>(base);
+    base += Cfg::kPBytes;
+    row_max = reinterpret_cast<float*>(base);
+    base += Cfg::kRowStatBytes;
+    row_sum = reinterpret_cast<float*>(base);
+    base += Cfg::kRowStatBytes;
+    kv = reinterpret_cast<Element*>(base);
   }
 
   // A stage by arithmetic, not by indexing a pointer array: a run-time index into an array of
@@ -167,11 +177,12 @@ __device__ __forceinline__ void compute_partial_scores(const Element* sQ,
   }
 }
 
-// Publishes this warp's partial scores and returns the full scores, summed over the four
-// k-slices in warp order (identical in every warp of the group, so all agree bit for bit).
+// Publishes this warp's partial scores of all 32 tokens and returns the full scores of its own
+// 8 tokens [8w, 8w + 8), summed over the four k-slices in warp order (fixed order: bitwise
+// reproducible). Accumulator layout: s[0..1] row gid, s[2..3] row gid + 8, columns 2 tig.
 template <class Element, class Cfg>
 __device__ __forceinline__ void reduce_scores(float* sS, const ThreadCoord& c,
-                                              float (&sp)[Cfg::kSTiles][4]) {
+                                              const float (&sp)[Cfg::kSTiles][4], float (&s)[4]) {
   constexpr int kWarpFloats = Cfg::kRowsPerGroup * Cfg::kSStride;
   float* group = sS + c.row_group * Cfg::kWarpsPerGroup * kWarpFloats;
   float* mine = group + c.warp_in_group * kWarpFloats + c.gid * Cfg::kSStride + c.tig * 2;
@@ -182,83 +193,83 @@ __device__ __forceinline__ void reduce_scores(float* sS, const ThreadCoord& c,
   }
   ptx::named_barrier_sync(static_cast<int>(Barrier::kRowGroupBase) + c.row_group,
                           Cfg::kThreadsPerGroup);
-  const float* all = group + c.gid * Cfg::kSStride + c.tig * 2;
+  const float* slice = group + c.gid * Cfg::kSStride + c.warp_in_group * 8 + c.tig * 2;
+  s[0] = s[1] = s[2] = s[3] = 0.f;
 #pragma unroll
-  for (int nt = 0; nt < Cfg::kSTiles; ++nt) {
-    float2 lo = make_float2(0.f, 0.f), hi = make_float2(0.f, 0.f);
-#pragma unroll
-    for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) {
-      const float2 a = *reinterpret_cast<const float2*>(all + w * kWarpFloats + nt * 8);
-      const float2 b = *reinterpret_cast<const float2*>(all + w * kWarpFloats + 8 * Cfg::kSStride + nt * 8);
-      lo.x += a.x; lo.y += a.y; hi.x += b.x; hi.y += b.y;
-    }
-    sp[nt][0] = lo.x; sp[nt][1] = lo.y; sp[nt][2] = hi.x; sp[nt][3] = hi.y;
+  for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) {
+    const float2 a = *reinterpret_cast<const float2*>(slice + w * kWarpFloats);
+    const float2 b = *reinterpret_cast<const float2*>(slice + w * kWarpFloats + 8 * Cfg::kSStride);
+    s[0] += a.x; s[1] += a.y; s[2] += b.x; s[3] += b.y;
   }
 }
 
 // Online-softmax state of the two rows (gid, gid + 8) this thread holds.
 struct RowState {
   float m[2];  // running max, base-2 scaled domain
-  float l[2];  // this thread's share of the running sum (its 8 token columns per tile)
+  float l[2];  // this thread's share of the running sum
 };
 
-// Masks and scales the scores, updates the running max and sum of both rows, turns the scores
-// into probabilities packed as the A fragments of P·V, and returns the rescale factors of O.
+// Masks and scales the scores, agrees on the new row maxima with the other warps of the row
+// group, turns scores into probabilities in shared memory and returns the factor by which the
+// old output must be rescaled.
 template <class Element, class Cfg>
-__device__ __forceinline__ void softmax_update(const DecodeParams& p, const Segment& seg,
+__device__ __forceinline__ void update_softmax(const DecodeParams& p, const Segment& seg,
                                                int m_block, int tile_begin, const ThreadCoord& c,
-                                               float (&s)[Cfg::kSTiles][4], RowState& st,
-                                               uint32_t (&pa)[Cfg::kPVSteps][4],
-                                               float (&rescale)[2]) {
+                                               SharedStorage<Element, Cfg>& smem, float (&s)[4],
+                                               RowState& st, float (&rescale)[2]) {
+  const int barrier = static_cast<int>(Barrier::kRowGroupBase) + c.row_group;
+  const int local_row0 = c.row_group * Cfg::kRowsPerGroup + c.gid;
+  float tile_max[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int row = m_block * Cfg::kBlockM + c.row_group * Cfg::kRowsPerGroup + c.gid + 8 * half;
-    const int i = row / p.heads_per_kv;                    // query token of this row
+    const int row = m_block * Cfg::kBlockM + local_row0 + 8 * half;
+    const int i = row / p.heads_per_kv;  // query token of this row
     const int causal_limit = seg.seqlen - p.seqlen_q + i;  // last visible key when causal
     float mx = -INFINITY;
 #pragma unroll
-    for (int nt = 0; nt < Cfg::kSTiles; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int token = tile_begin + nt * 8 + c.tig * 2 + e;
-        const bool valid = token < seg.token_end && (!p.causal || token <= causal_limit);
-        float& x = s[nt][2 * half + e];
-        x = valid ? x * p.scale_log2 : -INFINITY;
-        mx = fmaxf(mx, x);
-      }
+    for (int e = 0; e < 2; ++e) {
+      const int token = tile_begin + c.warp_in_group * Cfg::kTokensPerWarp + c.tig * 2 + e;
+      const bool valid = token < seg.token_end && (!p.causal || token <= causal_limit);
+      float& x = s[2 * half + e];
+      x = valid ? x * p.scale_log2 : -INFINITY;
+      mx = fmaxf(mx, x);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(st.m[half], mx);
+    tile_max[half] = mx;
+  }
+  float* group_max = smem.row_max + c.row_group * Cfg::kWarpsPerGroup * Cfg::kRowsPerGroup;
+  if (c.tig == 0) {
+    group_max[c.warp_in_group * Cfg::kRowsPerGroup + c.gid] = tile_max[0];
+    group_max[c.warp_in_group * Cfg::kRowsPerGroup + c.gid + 8] = tile_max[1];
+  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
+
+  Element* sP = smem.p + local_row0 * Cfg::kPStride + c.warp_in_group * Cfg::kTokensPerWarp +
+                c.tig * 2;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float m_new = st.m[half];
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) {
+      m_new = fmaxf(m_new, group_max[w * Cfg::kRowsPerGroup + c.gid + 8 * half]);
+    }
     // A row that has seen no valid key keeps max -inf; subtract 0 instead so exp2 gives 0, not NaN.
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
     rescale[half] = exp2f(st.m[half] - m_use);
-    float sum = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < Cfg::kSTiles; ++nt) {
-      s[nt][2 * half] = exp2f(s[nt][2 * half] - m_use);
-      s[nt][2 * half + 1] = exp2f(s[nt][2 * half + 1] - m_use);
-      sum += s[nt][2 * half] + s[nt][2 * half + 1];
-    }
-    st.l[half] = st.l[half] * rescale[half] + sum;
+    const float p0 = exp2f(s[2 * half] - m_use);
+    const float p1 = exp2f(s[2 * half + 1] - m_use);
+    st.l[half] = st.l[half] * rescale[half] + p0 + p1;
     st.m[half] = m_new;
+    *reinterpret_cast<uint32_t*>(sP + 8 * half * Cfg::kPStride) = ptx::pack2<Element>(p0, p1);
   }
-  // Accumulator layout of S (rows gid / gid+8, columns 2*tig) is the A layout of m16n8k16:
-  // k-step ks takes n8 tiles 2ks (columns 0-7) and 2ks+1 (columns 8-15).
-#pragma unroll
-  for (int ks = 0; ks < Cfg::kPVSteps; ++ks) {
-    pa[ks][0] = ptx::pack2<Element>(s[2 * ks][0], s[2 * ks][1]);
-    pa[ks][1] = ptx::pack2<Element>(s[2 * ks][2], s[2 * ks][3]);
-    pa[ks][2] = ptx::pack2<Element>(s[2 * ks + 1][0], s[2 * ks + 1][1]);
-    pa[ks][3] = ptx::pack2<Element>(s[2 * ks + 1][2], s[2 * ks + 1][3]);
-  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
 }
 
 // O[16 x 128] = O * rescale + P[16 x 32] V[32 x 128] for this warp's output columns.
 template <class Element, class Cfg>
-__device__ __forceinline__ void accumulate_pv(const uint32_t (&pa)[Cfg::kPVSteps][4],
-                                              const Element* sKV, const ThreadCoord& c,
-                                              const float (&rescale)[2],
+__device__ __forceinline__ void accumulate_pv(const Element* sP, const Element* sKV,
+                                              const ThreadCoord& c, const float (&rescale)[2],
                                               float (&o)[Cfg::kOTiles][4]) {
 #pragma unroll
   for (int nt = 0; nt < Cfg::kOTiles; ++nt) {
@@ -267,36 +278,53 @@ __device__ __forceinline__ void accumulate_pv(const uint32_t (&pa)[Cfg::kPVSteps
     o[nt][2] *= rescale[1];
     o[nt][3] *= rescale[1];
   }
+  const Element* p_rows = sP + (c.row_group * Cfg::kRowsPerGroup + c.lane % 16) * Cfg::kPStride +
+                          (c.lane / 16) * 8;
   // ldmatrix.trans rows: tokens (lane % 8) + 8 * ((lane / 8) % 2), columns 8 * (lane / 16).
   const Element* v_rows = sKV + (c.lane % 8 + 8 * ((c.lane / 8) % 2)) * Cfg::kRowStride +
                           c.warp_in_group * Cfg::kColsPerWarp + (c.lane / 16) * 8;
 #pragma unroll
   for (int ks = 0; ks < Cfg::kPVSteps; ++ks) {
+    uint32_t pa[4];
+    ptx::ldmatrix_x4(pa, p_rows + ks * Cfg::kMmaK);
 #pragma unroll
     for (int np = 0; np < Cfg::kOTiles / 2; ++np) {
       uint32_t vb[4];
       ptx::ldmatrix_x4_trans(vb, v_rows + ks * Cfg::kMmaK * Cfg::kRowStride + np * 16);
-      ptx::mma_16816<Element>(o[2 * np], pa[ks], vb[0], vb[1]);
-      ptx::mma_16816<Element>(o[2 * np + 1], pa[ks], vb[2], vb[3]);
+      ptx::mma_16816<Element>(o[2 * np], pa, vb[0], vb[1]);
+      ptx::mma_16816<Element>(o[2 * np + 1], pa, vb[2], vb[3]);
     }
   }
 }
 
 // Normalises and stores this warp's rows: to out/lse for a whole sequence, to the workspace
-// slot (fp32, lse -inf for "no valid key") for a piece of a split one. Every warp of the group
-// holds the same row max and sum, so no exchange is needed.
+// slot (fp32, lse -inf for "no valid key") for a piece of a split one.
 template <class Element, class Cfg>
 __device__ __forceinline__ void write_output(const DecodeParams& p, const Segment& seg, int g,
-                                             int m_block, const ThreadCoord& c, RowState& st,
+                                             int m_block, const ThreadCoord& c,
+                                             SharedStorage<Element, Cfg>& smem, RowState& st,
                                              float (&o)[Cfg::kOTiles][4]) {
+  const int barrier = static_cast<int>(Barrier::kRowGroupBase) + c.row_group;
+  float* group_sum = smem.row_sum + c.row_group * Cfg::kWarpsPerGroup * Cfg::kRowsPerGroup;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    st.l[half] += __shfl_xor_sync(0xffffffffu, st.l[half], 1);
+    st.l[half] += __shfl_xor_sync(0xffffffffu, st.l[half], 2);
+  }
+  if (c.tig == 0) {
+    group_sum[c.warp_in_group * Cfg::kRowsPerGroup + c.gid] = st.l[0];
+    group_sum[c.warp_in_group * Cfg::kRowsPerGroup + c.gid + 8] = st.l[1];
+  }
+  ptx::named_barrier_sync(barrier, Cfg::kThreadsPerGroup);
+
   const bool split = seg.slot >= 0;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    float l = st.l[half];  // fixed order: identical in every warp, bitwise reproducible
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
     const int row = m_block * Cfg::kBlockM + c.row_group * Cfg::kRowsPerGroup + c.gid + 8 * half;
     if (row >= p.rows_per_kv) continue;
+    float l = 0.f;  // fixed summation order: identical in every warp, bitwise reproducible
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) l += group_sum[w * Cfg::kRowsPerGroup + c.gid + 8 * half];
     const bool empty = l == 0.f;
     const float inv = empty ? 0.f : 1.f / l;
     const float lse = empty ? (split ? -INFINITY : INFINITY)
@@ -372,17 +400,17 @@ __device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment
     ptx::cp_async_commit();
 
     const Element* sKV = smem.kv_stage(t % stages);
-    float s[Cfg::kSTiles][4];
-    compute_partial_scores<Element, Cfg>(smem.q, q_regs, sKV, c, s);
-    reduce_scores<Element, Cfg>(smem.s, c, s);
-    uint32_t pa[Cfg::kPVSteps][4];
+    float sp[Cfg::kSTiles][4];
+    compute_partial_scores<Element, Cfg>(smem.q, q_regs, sKV, c, sp);
+    float s[4];
+    reduce_scores<Element, Cfg>(smem.s, c, sp, s);
     float rescale[2];
-    softmax_update<Element, Cfg>(p, seg, m_block, tile_begin, c, s, st, pa, rescale);
-    accumulate_pv<Element, Cfg>(pa, sKV, c, rescale, o);
+    update_softmax<Element, Cfg>(p, seg, m_block, tile_begin, c, smem, s, st, rescale);
+    accumulate_pv<Element, Cfg>(smem.p, sKV, c, rescale, o);
   }
   // Drain the empty trailing groups so the next segment starts with none pending.
   ptx::cp_async_wait<0>();
-  write_output<Element, Cfg>(p, seg, g, m_block, c, st, o);
+  write_output<Element, Cfg>(p, seg, g, m_block, c, smem, st, o);
 }
 
 template <class Element, class Cfg>
