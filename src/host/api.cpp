@@ -19,7 +19,9 @@ namespace {
 constexpr int kMaxDevices = 64;
 constexpr int kRowGroupChoices[] = {1, 2};
 constexpr int kMinStages = 2;
-constexpr int kDefaultMaxStages = 2;
+// Per row-group count (index): both configurations run two CTAs per SM with two stages each;
+// more stages at one CTA per SM measured slower (docs/perf-notes.md, v2 and v5).
+constexpr int kDefaultMaxStages[3] = {0, 2, 2};
 
 struct CachedDevice {
   bool ready = false;
@@ -28,14 +30,14 @@ struct CachedDevice {
   int stages[3] = {};
 };
 
-// Upper bound on KV stages: as many as fit, at most kDefaultMaxStages, or the tuning override
-// FLASH_MLA_PORTABLE_MAX_STAGES (2..6) for experiments.
-int max_stages_setting() {
+// Upper bound on KV stages: as many as fit, at most kDefaultMaxStages[row groups], or the
+// tuning override FLASH_MLA_PORTABLE_MAX_STAGES (2..6) for experiments.
+int max_stages_setting(int row_groups) {
   if (const char* env = std::getenv("FLASH_MLA_PORTABLE_MAX_STAGES")) {
     const int v = std::atoi(env);
     if (v >= kMinStages && v <= 6) return v;
   }
-  return kDefaultMaxStages;
+  return kDefaultMaxStages[row_groups];
 }
 
 std::mutex g_device_mutex;
@@ -70,9 +72,8 @@ Status current_device_info(DeviceInfo* info) {
     if (err != cudaSuccess) return cuda_failure("cudaDeviceGetAttribute", err);
     d.smem_optin = static_cast<size_t>(smem_optin);
     if (d.major >= 8) {
-      const int max_stages = max_stages_setting();
       for (int r : kRowGroupChoices) {
-        int stages = max_stages;
+        int stages = max_stages_setting(r);
         while (stages >= kMinStages && sm80::portable_decode_smem_bytes(r, stages) > d.smem_optin) {
           --stages;
         }

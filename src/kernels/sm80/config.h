@@ -3,10 +3,12 @@
 //
 // One CTA = kRowGroups row groups x 4 warps; a row group owns 16 query rows (the M of one
 // mma.m16n8k16). Per KV tile of kBlockN = 32 tokens:
-//   S    k-split: warp w computes the partial scores of all 32 tokens over the channels
-//        [144w, 144w + 144), so each K fragment feeds four n8 tiles and Q is read once per
-//        k-step rather than once per n8 tile; partials meet in shared memory and warp w sums
-//        the four for its own 8 tokens [8w, 8w + 8);
+//   S    16-row CTAs, k-split: warp w computes the partial scores of all 32 tokens over the
+//        channels [144w, 144w + 144) with its slice of Q held in registers, so each K
+//        fragment feeds four n8 tiles; partials meet in shared memory and warp w sums the four
+//        for its own 8 tokens [8w, 8w + 8).
+//        32-row CTAs, token split: warp w computes its 8 tokens over all 576 channels, Q read
+//        from shared memory;
 //   softmax  row maxima of the 4 warps exchanged through shared memory, probabilities P
 //        written to shared memory;
 //   P·V  warp w accumulates output columns [128w, 128w + 128): O[16 x 128] fp32, 64 registers.
@@ -68,13 +70,16 @@ struct PortableConfig {
   static constexpr size_t kRowStatBytes = size_t(kRowGroups) * kWarpsPerGroup * kRowsPerGroup * 4;
   static constexpr size_t kSBytes =
       size_t(kRowGroups) * kWarpsPerGroup * kRowsPerGroup * kSStride * sizeof(float);
-  // With one row group, Q lives in registers (36 per thread for its k-slice) after the
-  // segment's first tile and its buffer holds the partial scores: that keeps the configuration
-  // within the 99 KB of sm_86/sm_89. With two row groups the register budget (128 at two CTAs
-  // of 256 threads) has no room, so Q is re-read from shared memory every tile.
-  static constexpr bool kQInRegisters = kRowGroups == 1;
-  static constexpr size_t kQAndSBytes = kQInRegisters ? (kQBytes > kSBytes ? kQBytes : kSBytes)
-                                                      : kQBytes + kSBytes;
+  // Scores by k-split (16-row CTAs) or by token split (32-row CTAs); both measured in
+  // docs/perf-notes.md (v2, v4, v5). With the k-split, Q lives in registers (36 per thread for
+  // its k-slice) after the segment's first tile and its buffer then holds the partial scores,
+  // which keeps the configuration within the 99 KB of sm_86/sm_89. 32-row CTAs run two per SM
+  // at 128 registers, where neither Q in registers nor the partial-score traffic pays.
+  static constexpr bool kKSplitScores = kRowGroups == 1;
+  static constexpr bool kQInRegisters = kKSplitScores;
+  static constexpr int kQKChains = 4;  // token split: independent accumulators over 36 k-steps
+  static constexpr size_t kQAndSBytes = !kKSplitScores ? kQBytes
+                                        : (kQBytes > kSBytes ? kQBytes : kSBytes);
   static constexpr size_t smem_bytes(int stages) {
     return kQAndSBytes + kPBytes + 2 * kRowStatBytes + stages * kKVStageBytes;
   }

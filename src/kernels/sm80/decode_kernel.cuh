@@ -145,7 +145,7 @@ __device__ __forceinline__ void load_q_slice(const Element* sQ, const ThreadCoor
   for (int kk = 0; kk < Cfg::kKStepsPerWarp; ++kk) ptx::ldmatrix_x4(q.a[kk], rows + kk * Cfg::kMmaK);
 }
 
-// Partial S[16 x 32] over this warp's 144 channels. Each ldmatrix.x4 of K yields the B
+// k-split (16-row CTAs): partial S[16 x 32] over this warp's 144 channels. Each ldmatrix.x4 of K yields the B
 // fragments of two n8 tiles for one k-step; the four n8 tiles are independent mma chains.
 template <class Element, class Cfg>
 __device__ __forceinline__ void compute_partial_scores(const Element* sQ,
@@ -200,6 +200,33 @@ __device__ __forceinline__ void reduce_scores(float* sS, const ThreadCoord& c,
     const float2 a = *reinterpret_cast<const float2*>(slice + w * kWarpFloats);
     const float2 b = *reinterpret_cast<const float2*>(slice + w * kWarpFloats + 8 * Cfg::kSStride);
     s[0] += a.x; s[1] += a.y; s[2] += b.x; s[3] += b.y;
+  }
+}
+
+// Token split (32-row CTAs): S[16 rows x 8 tokens] = Q K^T for this warp's tokens over all 576
+// channels, fp32. kQKChains accumulators shorten the dependent mma chain over the 36 k-steps.
+template <class Element, class Cfg>
+__device__ __forceinline__ void compute_scores(const Element* sQ, const Element* sKV,
+                                               const ThreadCoord& c, float (&s)[4]) {
+  float acc[Cfg::kQKChains][4] = {};
+  const Element* q_rows = sQ + (c.row_group * Cfg::kRowsPerGroup + c.lane % 16) * Cfg::kRowStride +
+                          (c.lane / 16) * 8;
+  const Element* k_rows = sKV + (c.warp_in_group * Cfg::kTokensPerWarp + c.lane % 8) *
+                                    Cfg::kRowStride + (c.lane / 8) * 8;
+#pragma unroll
+  for (int ks = 0; ks < Cfg::kQKSteps; ks += 2) {
+    uint32_t kb[4], qa0[4], qa1[4];
+    ptx::ldmatrix_x4(kb, k_rows + ks * Cfg::kMmaK);  // k-steps ks and ks+1 of 8 tokens
+    ptx::ldmatrix_x4(qa0, q_rows + ks * Cfg::kMmaK);
+    ptx::ldmatrix_x4(qa1, q_rows + (ks + 1) * Cfg::kMmaK);
+    ptx::mma_16816<Element>(acc[ks % Cfg::kQKChains], qa0, kb[0], kb[1]);
+    ptx::mma_16816<Element>(acc[(ks + 1) % Cfg::kQKChains], qa1, kb[2], kb[3]);
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    s[e] = 0.f;
+#pragma unroll
+    for (int k = 0; k < Cfg::kQKChains; ++k) s[e] += acc[k][e];
   }
 }
 
@@ -400,10 +427,14 @@ __device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment
     ptx::cp_async_commit();
 
     const Element* sKV = smem.kv_stage(t % stages);
-    float sp[Cfg::kSTiles][4];
-    compute_partial_scores<Element, Cfg>(smem.q, q_regs, sKV, c, sp);
     float s[4];
-    reduce_scores<Element, Cfg>(smem.s, c, sp, s);
+    if constexpr (Cfg::kKSplitScores) {
+      float sp[Cfg::kSTiles][4];
+      compute_partial_scores<Element, Cfg>(smem.q, q_regs, sKV, c, sp);
+      reduce_scores<Element, Cfg>(smem.s, c, sp, s);
+    } else {
+      compute_scores<Element, Cfg>(smem.q, sKV, c, s);
+    }
     float rescale[2];
     update_softmax<Element, Cfg>(p, seg, m_block, tile_begin, c, smem, s, st, rescale);
     accumulate_pv<Element, Cfg>(smem.p, sKV, c, rescale, o);
