@@ -9,8 +9,8 @@ namespace flash_mla {
 namespace detail {
 namespace {
 
-constexpr int kMaxRowsPerKvHead = 262140;  // combine grid.z = ceil(M / 4) <= 65535
-constexpr int kMaxGridYZ = 65535;
+constexpr int kMaxRowsPerKvHead = 65535;  // combine grid.y = M
+constexpr int kMaxHeadsKv = 16383;        // combine grid.z = 4 * h_kv <= 65535
 
 bool aligned(const void* ptr, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
@@ -62,8 +62,8 @@ Status validate_problem(const DecodeProblem& pr) {
   if (pr.batch < 1) return invalid("batch", "at least 1", pr.batch);
   if (pr.seqlen_q < 1) return invalid("seqlen_q", "at least 1", pr.seqlen_q);
   if (pr.num_heads_q < 1) return invalid("num_heads_q", "at least 1", pr.num_heads_q);
-  if (pr.num_heads_kv < 1 || pr.num_heads_kv > kMaxGridYZ) {
-    return invalid("num_heads_kv", "between 1 and 65535", pr.num_heads_kv);
+  if (pr.num_heads_kv < 1 || pr.num_heads_kv > kMaxHeadsKv) {
+    return invalid("num_heads_kv", "between 1 and " + std::to_string(kMaxHeadsKv), pr.num_heads_kv);
   }
   if (pr.num_heads_q % pr.num_heads_kv != 0) {
     return invalid("num_heads_q % num_heads_kv",

@@ -40,7 +40,9 @@ enum class Field : int {
   kFirstSlot = 4,   // workspace slot of the first piece if its sequence is split, else -1
   kIdle = 5,        // 1 when the part covers no block (begin == end)
   kNumParts = 6,    // num_parts the schedule was made for (a consistency tag)
-  kReserved = 7,
+  kCombineBatch = 7,  // split sequence whose last piece is this part's first segment, else -1:
+                      // the combine kernel merges it (at most one per part, so the combine
+                      // grid scales with parts, not with the batch)
 };
 inline constexpr int kNumFields = 8;
 
@@ -109,8 +111,10 @@ FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, i
   const bool idle = begin.batch == end.batch && begin.block == end.block;
 
   int piece = -1;
+  int combine_batch = -1;
   if (!idle && num_pieces(prefix, begin.batch, width) > 1) {
     piece = p - part_of(prefix[begin.batch] + kFixedOverheadBlocks, width);
+    if (part_of(prefix[begin.batch + 1] - 1, width) == p) combine_batch = begin.batch;
   }
   record[static_cast<int>(Field::kBeginBatch)] = begin.batch;
   record[static_cast<int>(Field::kBeginBlock)] = begin.block;
@@ -119,7 +123,7 @@ FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, i
   record[static_cast<int>(Field::kFirstSlot)] = piece;
   record[static_cast<int>(Field::kIdle)] = idle ? 1 : 0;
   record[static_cast<int>(Field::kNumParts)] = num_parts;
-  record[static_cast<int>(Field::kReserved)] = 0;
+  record[static_cast<int>(Field::kCombineBatch)] = combine_batch;
 }
 
 // slot_prefix = num_splits: first workspace slot of each sequence.

@@ -84,6 +84,22 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
     }
   }
 
+  // Combine duty: each split sequence is named by exactly one part (the one holding its last
+  // piece, as that part's first segment), and no unsplit sequence by any.
+  std::vector<int> combined_by(batch, 0);
+  for (int p = 0; p < num_parts; ++p) {
+    const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
+    const int cb = field(record, Field::kCombineBatch);
+    if (cb < 0) continue;
+    ASSERT_LT(cb, batch) << "part " << p;
+    EXPECT_EQ(cb, field(record, Field::kBeginBatch)) << "part " << p;
+    ++combined_by[cb];
+  }
+  for (int b = 0; b < batch; ++b) {
+    const bool split = s.num_splits[b + 1] > s.num_splits[b];
+    EXPECT_EQ(combined_by[b], split ? 1 : 0) << "b=" << b;
+  }
+
   // Coverage: each sequence's segments tile [0, blocks) exactly once, and its slots.
   std::vector<std::vector<Segment>> by_batch(batch);
   for (const Segment& seg : s.segments) by_batch[seg.batch].push_back(seg);
