@@ -1,14 +1,19 @@
 // Combine kernel: merges the fp32 partials of split sequences into out/lse, and writes the rows
 // of empty sequences (which no part visits): out = 0, lse = +inf.
 //
-// Grid: (num_sm_parts, M, h_kv * kColChunks). A split sequence's last piece is the first
-// segment of exactly one part, whose record names it (sched::Field::kCombineBatch); so the grid
-// scales with the parts, not with the batch, and at most one sequence per part is merged.
-// CTA (part, row, g * kColChunks + chunk) merges 128 output columns of one row: 32 lanes of a
-// float4 each, times kSlotGroups groups of warps that take every kSlotGroups-th slot, so a
-// sequence split into hundreds of pieces is read by many loads in flight rather than one
-// serial walk. Group partials are summed in group order and the log-sum-exp weights use a
-// fixed reduction tree: results are bitwise reproducible (no atomics).
+// Which sequences: a split sequence's last piece is the first segment of exactly one part, whose
+// record names it (sched::Field::kCombineBatch). CTA column x of the grid (min(parts, batch)
+// wide) scans the records of parts x, x + gridDim.x, ... in parallel and merges what they name,
+// so the grid scales with the work, not with the parts or the batch.
+//
+// How (Shape): a warp covers kColsPerWarp columns of one row for every kSlotGroups-th slot; the
+// kSlotGroups warps of a row sum their partials in group order. Two shapes, chosen on the host:
+//   RowsShape   4 rows per CTA, a warp per row over all 512 columns, slots walked in order:
+//               many sequences, each in a few pieces (the common case);
+//   SlotsShape  1 row and 128 columns per CTA, 8 slot groups: few sequences, each in many
+//               pieces (a single long sequence), where the slots must be read in parallel.
+// All reductions have a fixed order, so results are bitwise reproducible (no atomics decide a
+// value; the shared hit counter only orders independent sequences).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -24,13 +29,21 @@
 namespace flash_mla::combine {
 
 inline constexpr int kHeadDimV = 512;
-inline constexpr int kColsPerCta = 128;
-inline constexpr int kColChunks = kHeadDimV / kColsPerCta;  // 4
-inline constexpr int kVecs = kColsPerCta / 4;                // float4 lanes per slot: 32
-inline constexpr int kSlotGroups = 8;
-inline constexpr int kThreads = kVecs * kSlotGroups;         // 256
-inline constexpr int kUnroll = 4;                            // slots in flight per thread
-static_assert(kVecs == 32, "one warp covers the 128 columns of a slot");
+
+template <int kRowsPerCta_, int kColChunks_, int kSlotGroups_>
+struct Shape {
+  static constexpr int kRowsPerCta = kRowsPerCta_;
+  static constexpr int kColChunks = kColChunks_;
+  static constexpr int kSlotGroups = kSlotGroups_;
+  static constexpr int kColsPerWarp = kHeadDimV / kColChunks;
+  static constexpr int kVecsPerLane = kColsPerWarp / (32 * 4);  // float4 per lane per slot
+  static constexpr int kWarps = kRowsPerCta * kSlotGroups;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kMaxHits = 64;  // parts one CTA column can own per launch chunk
+  static_assert(kColsPerWarp % 128 == 0, "a lane loads whole float4 vectors");
+};
+using RowsShape = Shape<4, 1, 1>;
+using SlotsShape = Shape<1, 4, 8>;
 
 template <class Element>
 __device__ __forceinline__ void store4(Element* dst, float4 v) {
@@ -40,127 +53,175 @@ __device__ __forceinline__ void store4(Element* dst, float4 v) {
   *reinterpret_cast<uint2*>(dst) = packed;
 }
 
-// Maximum and sum over the block in a fixed tree (identical order every run).
-template <bool kMax>
-__device__ __forceinline__ float block_reduce(float v, float* scratch) {
+// Max or sum over the kSlotGroups warps of one row, fixed order.
+template <class S, bool kMax>
+__device__ __forceinline__ float row_reduce(float v, float* scratch, int row_in_cta, int group) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) {
     const float other = __shfl_xor_sync(0xffffffffu, v, o);
     v = kMax ? fmaxf(v, other) : v + other;
   }
-  const int warp = threadIdx.x / 32;
-  __syncthreads();  // scratch may still be read by a previous reduction
-  if (threadIdx.x % 32 == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = scratch[0];
+  if constexpr (S::kSlotGroups == 1) {
+    return v;
+  } else {
+    __syncthreads();  // scratch may still be read by a previous reduction
+    if (threadIdx.x % 32 == 0) scratch[row_in_cta * S::kSlotGroups + group] = v;
+    __syncthreads();
+    float r = scratch[row_in_cta * S::kSlotGroups];
 #pragma unroll
-  for (int w = 1; w < kSlotGroups; ++w) r = kMax ? fmaxf(r, scratch[w]) : r + scratch[w];
-  return r;
+    for (int k = 1; k < S::kSlotGroups; ++k) {
+      const float x = scratch[row_in_cta * S::kSlotGroups + k];
+      r = kMax ? fmaxf(r, x) : r + x;
+    }
+    return r;
+  }
 }
 
-template <class Element>
-__global__ void __launch_bounds__(kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
-  __shared__ float4 group_sums[kSlotGroups][kVecs];
-  __shared__ float scratch[kSlotGroups];
-  extern __shared__ float weights[];  // [num_slots]
+template <class Element, class S>
+__global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
+  __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
+  __shared__ float scratch[S::kRowsPerCta * S::kSlotGroups];
+  __shared__ int hits[S::kMaxHits];
+  __shared__ int num_hits;
+  extern __shared__ float weights[];  // [kRowsPerCta][num_slots]
 
-  const int part = blockIdx.x;
-  const int row = blockIdx.y;
-  const int g = blockIdx.z / kColChunks;
-  const int chunk = blockIdx.z % kColChunks;
-  const int vec = threadIdx.x % kVecs;
-  const int group = threadIdx.x / kVecs;
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int row_in_cta = warp / S::kSlotGroups;
+  const int group = warp % S::kSlotGroups;
+  const int row = blockIdx.y * S::kRowsPerCta + row_in_cta;
+  const int g = blockIdx.z / S::kColChunks;
+  const int col0 = (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 4;
+  const bool row_valid = row < p.rows_per_kv;
   const int i = row / p.heads_per_kv;
   const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-  const int col = chunk * kColsPerCta + vec * 4;
   auto out_at = [&](int b) {
     return static_cast<Element*>(p.out) + b * p.out_batch_stride + i * p.out_seq_stride +
-           h * p.out_head_stride + col;
+           h * p.out_head_stride + col0;
   };
   auto lse_at = [&](int b) {
     return p.lse + b * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride;
   };
-
-  // Empty sequences: part x takes every gridDim.x-th one, a thread per sequence, so a large
-  // batch costs each CTA about batch / (parts * 256) length reads.
-  for (int e = part + threadIdx.x * gridDim.x; e < p.batch; e += kThreads * gridDim.x) {
-    if (p.cache_seqlens[e] > 0) continue;
-    Element* dst = out_at(e) - col + chunk * kColsPerCta;
-    for (int v = 0; v < kVecs; ++v) store4<Element>(dst + v * 4, make_float4(0.f, 0.f, 0.f, 0.f));
-    if (chunk == 0) *lse_at(e) = INFINITY;
-  }
-
-  const int b = p.metadata[part * sched::kNumFields + static_cast<int>(sched::Field::kCombineBatch)];
-  if (b < 0 || b >= p.batch) return;
-  const int first = p.num_splits[b];
-  const int count = p.num_splits[b + 1] - first;
-  if (count <= 0 || first + count > p.num_slots) return;  // inconsistent metadata: write nothing
-
-  auto accum_row = [&](int s) {
-    return (static_cast<int64_t>(first + s) * p.num_heads_kv + g) * p.rows_per_kv + row;
+  auto write_empty_row = [&](int b) {
+#pragma unroll
+    for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out_at(b) + v * 128, make_float4(0.f, 0.f, 0.f, 0.f));
+    if (lane == 0 && blockIdx.z % S::kColChunks == 0) *lse_at(b) = INFINITY;
   };
-  float local_max = -INFINITY;
-  for (int s = threadIdx.x; s < count; s += kThreads) local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
-  const float lse_max = block_reduce<true>(local_max, scratch);
-  if (lse_max == -INFINITY) {  // no valid key in any piece
-    if (group == 0) {
-      store4<Element>(out_at(b), make_float4(0.f, 0.f, 0.f, 0.f));
-      if (chunk == 0 && vec == 0) *lse_at(b) = INFINITY;
-    }
-    return;
-  }
-  float local_sum = 0.f;
-  for (int s = threadIdx.x; s < count; s += kThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
-  const float lse = lse_max + logf(block_reduce<false>(local_sum, scratch));
-  for (int s = threadIdx.x; s < count; s += kThreads) weights[s] = expf(p.lse_accum[accum_row(s)] - lse);
-  __syncthreads();
 
-  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-  const float* src = p.o_accum + col;
-  int s = group;
-  for (; s + (kUnroll - 1) * kSlotGroups < count; s += kUnroll * kSlotGroups) {
-    float4 v[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      v[u] = *reinterpret_cast<const float4*>(src + accum_row(s + u * kSlotGroups) * kHeadDimV);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const float w = weights[s + u * kSlotGroups];
-      acc.x += w * v[u].x; acc.y += w * v[u].y; acc.z += w * v[u].z; acc.w += w * v[u].w;
+  // Empty sequences of this CTA column, one warp each (slot group 0 of each row).
+  if (row_valid && group == 0) {
+    for (int b = blockIdx.x; b < p.batch; b += gridDim.x) {
+      if (p.cache_seqlens[b] <= 0) write_empty_row(b);
     }
   }
-  for (; s < count; s += kSlotGroups) {
-    const float4 v = *reinterpret_cast<const float4*>(src + accum_row(s) * kHeadDimV);
-    const float w = weights[s];
-    acc.x += w * v.x; acc.y += w * v.y; acc.z += w * v.z; acc.w += w * v.w;
-  }
-  group_sums[group][vec] = acc;
-  __syncthreads();
-  if (group == 0) {
-    float4 total = group_sums[0][vec];
-#pragma unroll
-    for (int k = 1; k < kSlotGroups; ++k) {
-      const float4 v = group_sums[k][vec];
-      total.x += v.x; total.y += v.y; total.z += v.z; total.w += v.w;
+
+  for (int base = blockIdx.x; base < p.num_sm_parts; base += gridDim.x * S::kMaxHits) {
+    // Parts base, base + gridDim.x, ... (kMaxHits of them), scanned in parallel.
+    if (threadIdx.x == 0) num_hits = 0;
+    __syncthreads();
+    for (int k = threadIdx.x; k < S::kMaxHits; k += S::kThreads) {
+      const int part = base + k * gridDim.x;
+      if (part >= p.num_sm_parts) break;
+      const int b = p.metadata[part * sched::kNumFields + static_cast<int>(sched::Field::kCombineBatch)];
+      if (b >= 0 && b < p.batch) hits[atomicAdd(&num_hits, 1)] = b;
     }
-    store4<Element>(out_at(b), total);
-    if (chunk == 0 && vec == 0) *lse_at(b) = lse;
+    __syncthreads();
+    const int n_hits = num_hits;
+    for (int hit = 0; hit < n_hits; ++hit) {
+      const int b = hits[hit];
+      const int first = p.num_splits[b];
+      const int count = p.num_splits[b + 1] - first;
+      if (count <= 0 || first + count > p.num_slots) continue;  // inconsistent metadata
+      auto accum_row = [&](int s) {
+        return (static_cast<int64_t>(first + s) * p.num_heads_kv + g) * p.rows_per_kv + row;
+      };
+      float* w_row = weights + row_in_cta * p.num_slots;
+      const int t_row = group * 32 + lane;  // thread index within the row's warps
+      constexpr int kRowThreads = 32 * S::kSlotGroups;
+
+      float local_max = -INFINITY;
+      if (row_valid) {
+        for (int s = t_row; s < count; s += kRowThreads) local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
+      }
+      const float lse_max = row_reduce<S, true>(local_max, scratch, row_in_cta, group);
+      float local_sum = 0.f;
+      if (row_valid && lse_max != -INFINITY) {
+        for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
+      }
+      const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
+      if (row_valid && lse_max != -INFINITY) {
+        for (int s = t_row; s < count; s += kRowThreads) w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
+      }
+      __syncthreads();
+
+      float4 acc[S::kVecsPerLane];
+#pragma unroll
+      for (int v = 0; v < S::kVecsPerLane; ++v) acc[v] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (row_valid && lse_max != -INFINITY) {
+        const float* src = p.o_accum + col0;
+#pragma unroll 2
+        for (int s = group; s < count; s += S::kSlotGroups) {
+          const float w = w_row[s];
+          const float* slot = src + accum_row(s) * kHeadDimV;
+#pragma unroll
+          for (int v = 0; v < S::kVecsPerLane; ++v) {
+            const float4 x = *reinterpret_cast<const float4*>(slot + v * 128);
+            acc[v].x += w * x.x; acc[v].y += w * x.y; acc[v].z += w * x.z; acc[v].w += w * x.w;
+          }
+        }
+      }
+      if constexpr (S::kSlotGroups > 1) {
+#pragma unroll
+        for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
+        __syncthreads();
+        if (group == 0) {
+#pragma unroll
+          for (int v = 0; v < S::kVecsPerLane; ++v) {
+            acc[v] = group_sums[row_in_cta][0][lane][v];
+#pragma unroll
+            for (int k = 1; k < S::kSlotGroups; ++k) {
+              const float4 x = group_sums[row_in_cta][k][lane][v];
+              acc[v].x += x.x; acc[v].y += x.y; acc[v].z += x.z; acc[v].w += x.w;
+            }
+          }
+        }
+      }
+      if (row_valid && group == 0) {
+        if (lse_max == -INFINITY) {  // no valid key in any piece
+          write_empty_row(b);
+        } else {
+#pragma unroll
+          for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out_at(b) + v * 128, acc[v]);
+          if (lane == 0 && blockIdx.z % S::kColChunks == 0) *lse_at(b) = lse;
+        }
+      }
+      __syncthreads();  // weights and group sums are reused by the next hit
+    }
+    __syncthreads();  // every thread has read num_hits before thread 0 resets it
   }
 }
 
+// Few sequences, each split into many pieces: read the slots in parallel.
+inline bool use_slots_shape(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
+
 template <class Element>
 cudaError_t launch_combine(const DecodeParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_sm_parts, p.rows_per_kv, p.num_heads_kv * kColChunks);
-  const size_t smem = static_cast<size_t>(p.num_slots) * sizeof(float);
-  auto* kernel = combine_kernel<Element>;
-  if (smem > 48 * 1024) {
-    const cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (err != cudaSuccess) return err;
-  }
-  kernel<<<grid, kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  const int columns = p.num_sm_parts < p.batch ? p.num_sm_parts : p.batch;
+  auto launch = [&](auto shape) {
+    using S = decltype(shape);
+    const dim3 grid(columns, (p.rows_per_kv + S::kRowsPerCta - 1) / S::kRowsPerCta,
+                    p.num_heads_kv * S::kColChunks);
+    const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
+    auto* kernel = combine_kernel<Element, S>;
+    if (smem > 48 * 1024) {
+      const cudaError_t err = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      if (err != cudaSuccess) return err;
+    }
+    kernel<<<grid, S::kThreads, smem, stream>>>(p);
+    return cudaGetLastError();
+  };
+  return use_slots_shape(p) ? launch(SlotsShape{}) : launch(RowsShape{});
 }
 
 }  // namespace flash_mla::combine
