@@ -76,7 +76,6 @@ struct PortableConfig {
   // which keeps the configuration within the 99 KB of sm_86/sm_89. 32-row CTAs run two per SM
   // at 128 registers, where neither Q in registers nor the partial-score traffic pays.
   static constexpr bool kKSplitScores = kRowGroups == 1;
-  static constexpr bool kQInRegisters = kKSplitScores;
   static constexpr int kQKChains = 4;  // token split: independent accumulators over 36 k-steps
   static constexpr size_t kQAndSBytes = !kKSplitScores ? kQBytes
                                         : (kQBytes > kSBytes ? kQBytes : kSBytes);

@@ -2,7 +2,7 @@
 //
 // Grid: (num_sm_parts, m_blocks, h_kv). CTA (part, m_block, g) walks the (sequence, page-block)
 // segments its scheduling record names and, for each, streams the KV tokens through a
-// two-stage cp.async pipeline while keeping an online softmax. A segment that holds a whole
+// cp.async pipeline (params.kv_stages tiles deep) while keeping an online softmax. A segment that holds a whole
 // sequence writes `out`/`lse` directly; a piece of a split sequence writes fp32 partials into
 // its workspace slot for the combine kernel. See config.h for the tiling.
 #pragma once
@@ -23,8 +23,8 @@ namespace flash_mla::sm80 {
 template <class Element, class Cfg>
 struct SharedStorage {
   Element* q;        // [kBlockM][kRowStride]
-  float* s;          // [kRowGroups][kWarpsPerGroup][16][kSStride] partial scores (aliases q
-                     // when Q lives in registers)
+  float* s;          // [kRowGroups][kWarpsPerGroup][16][kSStride] partial scores (k-split
+                     // only; aliases q, whose contents live in registers by then)
   Element* p;        // [kBlockM][kPStride] probabilities of the current tile
   float* row_max;    // [kRowGroups][kWarpsPerGroup][16] per-warp tile maxima
   float* row_sum;    // [kRowGroups][kWarpsPerGroup][16] per-warp sums (epilogue)
@@ -32,7 +32,7 @@ struct SharedStorage {
 
   __device__ explicit SharedStorage(char* base) {
     q = reinterpret_cast<Element*>(base);
-    s = reinterpret_cast<float*>(base + (Cfg::kQInRegisters ? 0 : Cfg::kQBytes));
+    s = reinterpret_cast<float*>(base + (Cfg::kKSplitScores ? 0 : Cfg::kQBytes));
     base += Cfg::kQAndSBytes;
     p = reinterpret_cast<Element*>(base);
     base += Cfg::kPBytes;
@@ -145,34 +145,26 @@ __device__ __forceinline__ void load_q_slice(const Element* sQ, const ThreadCoor
   for (int kk = 0; kk < Cfg::kKStepsPerWarp; ++kk) ptx::ldmatrix_x4(q.a[kk], rows + kk * Cfg::kMmaK);
 }
 
-// k-split (16-row CTAs): partial S[16 x 32] over this warp's 144 channels. Each ldmatrix.x4 of K yields the B
-// fragments of two n8 tiles for one k-step; the four n8 tiles are independent mma chains.
+// k-split (16-row CTAs): partial S[16 x 32] over this warp's 144 channels, Q from registers.
+// Each ldmatrix.x4 of K yields the B fragments of two n8 tiles for one k-step; the four n8
+// tiles are independent mma chains.
 template <class Element, class Cfg>
-__device__ __forceinline__ void compute_partial_scores(const Element* sQ,
-                                                       const QSlice<Element, Cfg>& q_regs,
+__device__ __forceinline__ void compute_partial_scores(const QSlice<Element, Cfg>& q_regs,
                                                        const Element* sKV, const ThreadCoord& c,
                                                        float (&sp)[Cfg::kSTiles][4]) {
 #pragma unroll
   for (int nt = 0; nt < Cfg::kSTiles; ++nt) sp[nt][0] = sp[nt][1] = sp[nt][2] = sp[nt][3] = 0.f;
-  const Element* q_rows = q_fragment_base<Element, Cfg>(sQ, c);
   // Lanes 0-7: tokens 0-7 at k; 8-15: tokens 0-7 at k+8; 16-23: tokens 8-15 at k; 24-31: 8-15 at k+8.
   const Element* k_rows = sKV + ((c.lane / 16) * 8 + c.lane % 8) * Cfg::kRowStride +
                           ((c.lane / 8) % 2) * 8 + c.warp_in_group * Cfg::kKStepsPerWarp * Cfg::kMmaK;
 #pragma unroll
   for (int kk = 0; kk < Cfg::kKStepsPerWarp; ++kk) {
-    uint32_t qa[4];
-    if constexpr (Cfg::kQInRegisters) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) qa[e] = q_regs.a[kk][e];
-    } else {
-      ptx::ldmatrix_x4(qa, q_rows + kk * Cfg::kMmaK);
-    }
 #pragma unroll
     for (int np = 0; np < Cfg::kSTiles / 2; ++np) {
       uint32_t kb[4];
       ptx::ldmatrix_x4(kb, k_rows + np * 16 * Cfg::kRowStride + kk * Cfg::kMmaK);
-      ptx::mma_16816<Element>(sp[2 * np], qa, kb[0], kb[1]);
-      ptx::mma_16816<Element>(sp[2 * np + 1], qa, kb[2], kb[3]);
+      ptx::mma_16816<Element>(sp[2 * np], q_regs.a[kk], kb[0], kb[1]);
+      ptx::mma_16816<Element>(sp[2 * np + 1], q_regs.a[kk], kb[2], kb[3]);
     }
   }
 }
@@ -412,7 +404,7 @@ __device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment
     // receives tile t + stages - 1.
     ptx::cp_async_wait_dynamic(stages - 2);
     __syncthreads();
-    if constexpr (Cfg::kQInRegisters) {
+    if constexpr (Cfg::kKSplitScores) {
       if (t == 0) {
         load_q_slice<Element, Cfg>(smem.q, c, q_regs);
         __syncthreads();  // Q's buffer becomes the partial-score buffer
@@ -430,7 +422,7 @@ __device__ __forceinline__ void run_segment(const DecodeParams& p, const Segment
     float s[4];
     if constexpr (Cfg::kKSplitScores) {
       float sp[Cfg::kSTiles][4];
-      compute_partial_scores<Element, Cfg>(smem.q, q_regs, sKV, c, sp);
+      compute_partial_scores<Element, Cfg>(q_regs, sKV, c, sp);
       reduce_scores<Element, Cfg>(smem.s, c, sp, s);
     } else {
       compute_scores<Element, Cfg>(smem.q, sKV, c, s);
