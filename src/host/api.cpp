@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "host/internal.h"
+#include "kernels/sm80/config.h"
 #include "kernels/sm80/launch.h"
 #include "scheduler/metadata.h"
 
@@ -18,10 +19,9 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 constexpr int kRowGroupChoices[] = {1, 2};
-constexpr int kMinStages = 2;
-// Per row-group count (index): both configurations run two CTAs per SM with two stages each;
-// more stages at one CTA per SM measured slower (docs/perf-notes.md, v2 and v5).
-constexpr int kDefaultMaxStages[3] = {0, 2, 2};
+// Stage limits do not depend on the row-group count; read them off one configuration.
+using StageLimits = sm80::PortableConfig<1>;
+constexpr int kMinStages = StageLimits::kMinStages;
 
 struct CachedDevice {
   bool ready = false;
@@ -30,14 +30,14 @@ struct CachedDevice {
   int stages[3] = {};
 };
 
-// Upper bound on KV stages: as many as fit, at most kDefaultMaxStages[row groups], or the
-// tuning override FLASH_MLA_PORTABLE_MAX_STAGES (2..6) for experiments.
-int max_stages_setting(int row_groups) {
+// KV stages to ask for: the default, or the tuning override FLASH_MLA_PORTABLE_MAX_STAGES
+// (kMinStages..kMaxStages) for experiments; the caller lowers it to what fits.
+int stages_setting() {
   if (const char* env = std::getenv("FLASH_MLA_PORTABLE_MAX_STAGES")) {
     const int v = std::atoi(env);
-    if (v >= kMinStages && v <= 6) return v;
+    if (v >= kMinStages && v <= StageLimits::kMaxStages) return v;
   }
-  return kDefaultMaxStages[row_groups];
+  return StageLimits::kDefaultStages;
 }
 
 std::mutex g_device_mutex;
@@ -73,7 +73,7 @@ Status current_device_info(DeviceInfo* info) {
     d.smem_optin = static_cast<size_t>(smem_optin);
     if (d.major >= 8) {
       for (int r : kRowGroupChoices) {
-        int stages = max_stages_setting(r);
+        int stages = stages_setting();
         while (stages >= kMinStages && sm80::portable_decode_smem_bytes(r, stages) > d.smem_optin) {
           --stages;
         }

@@ -37,11 +37,13 @@ struct PortableConfig {
   static constexpr int kMinCtasPerSm = 2;
 
   static constexpr int kBlockN = 32;                       // KV tokens per tile
-  // KV tiles in shared memory: chosen at run time (as many as the device's shared memory
-  // holds, see host/api.cpp), since with one CTA per SM the bytes in flight, (stages - 1)
-  // tiles, are what feeds the memory system.
+  // KV tiles in shared memory, a run-time value (params.kv_stages): kDefaultStages unless the
+  // tuning override FLASH_MLA_PORTABLE_MAX_STAGES asks for more, and never more than the
+  // device's shared memory holds (host/api.cpp). More stages at one CTA per SM measured slower
+  // than two stages at two CTAs per SM (docs/perf-notes.md, v2, v5).
   static constexpr int kMinStages = 2;
-  static constexpr int kMaxStages = 6;
+  static constexpr int kDefaultStages = 2;
+  static constexpr int kMaxStages = 6;  // cp_async_wait_dynamic allows stages - 2 <= 4 pending
   static constexpr int kTokensPerWarp = kBlockN / kWarpsPerGroup;  // S columns of one warp
   static constexpr int kColsPerWarp = kHeadDimV / kWarpsPerGroup;  // O columns of one warp
   static constexpr int kOTiles = kColsPerWarp / 8;                 // n8 tiles of O per warp
@@ -96,6 +98,9 @@ struct PortableConfig {
   static_assert(kQAndSBytes % 16 == 0 && kKVStageBytes % 16 == 0 && kPBytes % 16 == 0,
                 "every region starts 16-byte aligned");
   static_assert(kRowGroups == 1 || kRowGroups == 2, "16 or 32 rows per CTA (see host/api.cpp)");
+  static_assert(kMinStages <= kDefaultStages && kDefaultStages <= kMaxStages &&
+                    kMaxStages - 2 <= 4,
+                "stage counts within what the pipeline's wait dispatch handles");
 };
 
 // Named barrier ids: 0 is __syncthreads; each row group owns one (partial scores published,
