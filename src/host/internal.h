@@ -4,20 +4,35 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
-#include <sstream>
+#include <cstdio>
 #include <string>
+#include <type_traits>
 
 #include "flash_mla/flash_mla.h"
 #include "kernels/params.h"
 
 namespace flash_mla::detail {
 
+// Values as message text. No iostreams: the library may be linked into a shared object with a
+// static libstdc++ (as one PyTorch environment's LDFLAGS did), where GCC 13's iostream/locale
+// initialisation is not run and an ostringstream crashes; std::to_string and snprintf need none.
+inline std::string to_text(const std::string& s) { return s; }
+inline std::string to_text(const char* s) { return s; }
+inline std::string to_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+template <class T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+std::string to_text(T v) {
+  return std::to_string(v);
+}
+
 // "<field>: expected <what>, got <value>" -- the one shape of every argument error.
 template <class T>
 Status invalid(const char* field, const std::string& expected, const T& got) {
-  std::ostringstream os;
-  os << field << ": expected " << expected << ", got " << got;
-  return Status(StatusCode::kInvalidArgument, os.str());
+  return Status(StatusCode::kInvalidArgument,
+                std::string(field) + ": expected " + expected + ", got " + to_text(got));
 }
 
 inline Status cuda_failure(const char* what, cudaError_t err) {

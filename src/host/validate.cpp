@@ -1,5 +1,6 @@
 // Argument validation: everything decode() checks before launching anything.
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <string>
 
@@ -17,9 +18,9 @@ bool aligned(const void* ptr, uintptr_t bytes) {
 }
 
 std::string ptr_str(const void* ptr) {
-  std::ostringstream os;
-  os << ptr;
-  return os.str();
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%p", ptr);
+  return buf;
 }
 
 Status check_stride(const char* field, int64_t stride) {
