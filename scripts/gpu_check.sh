@@ -3,13 +3,17 @@
 # ctest, compute-sanitizer (memcheck, racecheck, synccheck), benchmark sweep. A summary table
 # is printed last; the exit status is non-zero if any selected step failed.
 #
-#   STEPS=build,sass,test,sanitize,bench   steps to run (default: all, in this order)
+#   STEPS=build,sass,test,sanitize,bench,pyinstall,pytest,pybench
+#                                          steps to run (default: the first five, in this order;
+#                                          the Python ones install the package with pip, run
+#                                          python/tests, and run python -m flash_mla.bench)
 #   ARCHS=90a-real                         CMAKE_CUDA_ARCHITECTURES
 #   BUILD_DIR=build-gpu                    build folder (ignored by git)
 #   SAN_FILTER=...                         gtest filter of the GPU tests run under the sanitizers
 #                                          (default: a few small cases of tests/gpu, both kernels)
 #   GPU_TEST_BIN=...                       GPU test binary (default: first *gpu* executable in tests/)
 #   BENCH_ARGS='--sweep --extra --kernel all'   arguments of the benchmark sweep
+#   PYBENCH_ARGS='--quick'                 arguments of python -m flash_mla.bench
 #   COMMIT=abc1234                         commit recorded in the JSON (the copy here has no .git)
 #   DEADLINE=570                           seconds for the whole script; late steps are cut short
 #
@@ -23,6 +27,7 @@ ARCHS=${ARCHS:-90a-real}
 BUILD=${BUILD_DIR:-build-gpu}
 SAN_FILTER=${SAN_FILTER:-*b1_L65_*:*b4_mixed*:*M256_*:*sq2_causal*:*hkv2_sq2*:*strided*:*RunToRunBitwise*:MetadataGpu.*}
 BENCH_ARGS=${BENCH_ARGS:---sweep --extra --kernel all}
+PYBENCH_ARGS=${PYBENCH_ARGS:---quick}
 DEADLINE=${DEADLINE:-570}
 LOG=$(mktemp -d)
 mkdir -p "$OUT"
@@ -133,6 +138,43 @@ if want bench; then
     if [[ $rc -eq 0 ]]; then record bench ok "$json; $rows"
     else record bench FAILED "rc $rc (124: cut at the deadline, JSON has the rows so far); $json; ${rows:-}"; fi
   fi
+fi
+
+if want pyinstall; then
+  t0=$SECONDS
+  if timeout $(($(left) - 30)) python3 -m pip install -v --no-build-isolation --no-deps \
+       -C cmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCHS" . >"$LOG/pip.log" 2>&1 &&
+     (cd /tmp && python3 -c "import flash_mla, torch; print(flash_mla.is_supported())") \
+       >>"$LOG/pip.log" 2>&1; then
+    record pyinstall ok "$((SECONDS - t0)) s; $(tail -n1 "$LOG/pip.log")"
+  else
+    show_tail "$LOG/pip.log" 30
+    record pyinstall FAILED "see pip.log"
+  fi
+fi
+
+if want pytest; then
+  t=$(( $(left) < 360 ? $(left) - 60 : 300 )); [[ $t -gt 10 ]] || t=10
+  timeout "$t" python3 -m pytest python/tests -q -rs -p no:cacheprovider \
+    --junitxml="$OUT/pytest.xml" >"$LOG/pytest.log" 2>&1
+  rc=$?
+  line=$(tail -n1 "$LOG/pytest.log")
+  if [[ $rc -eq 0 ]]; then record pytest ok "$line"
+  else show_tail "$LOG/pytest.log" 60; record pytest FAILED "rc $rc: $line"; fi
+fi
+
+if want pybench; then
+  mkdir -p bench/results
+  pyjson=bench/results/$SLUG-python.json
+  pyplot=bench/results/$SLUG-python.png
+  commit=(); [[ -n ${COMMIT:-} ]] && commit=(--commit "$COMMIT")
+  # shellcheck disable=SC2086  # PYBENCH_ARGS is a list of words
+  timeout $(($(left) - 20)) python3 -m flash_mla.bench $PYBENCH_ARGS "${commit[@]}" \
+    --json "$pyjson" --plot "$pyplot" 2>&1 | tee "$OUT/pybench_table.txt"
+  rc=$?
+  cp "$pyjson" "$pyplot" "$OUT/" 2>/dev/null
+  if [[ $rc -eq 0 ]]; then record pybench ok "$pyjson, $pyplot"
+  else record pybench FAILED "rc $rc"; fi
 fi
 
 tar -czf "$OUT/logs.tar.gz" -C "$LOG" . 2>/dev/null

@@ -10,3 +10,19 @@ cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
       ${ARCHS:+-DCMAKE_CUDA_ARCHITECTURES="$ARCHS"}
 cmake --build "$BUILD" -j "${JOBS:-$(nproc)}"
 ctest --test-dir "$BUILD" --output-on-failure -j "${JOBS:-$(nproc)}"
+
+# Python tests (python/tests): they need PyTorch, a GPU and the installed package
+# (pip install --no-build-isolation .) and skip with the reason printed when one is missing.
+# pytest's exit code 5 ("no tests collected") counts as a skip, not a failure.
+PYTHON="${PYTHON:-python3}"
+if "$PYTHON" -c "import pytest" 2>/dev/null; then
+  rc=0
+  "$PYTHON" -m pytest python/tests -q -rs -p no:cacheprovider || rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "python tests: none collected (pytest exit code 5), treated as skipped"
+  elif [ "$rc" -ne 0 ]; then
+    exit "$rc"
+  fi
+else
+  echo "python tests: SKIPPED (pytest is not installed for $PYTHON)"
+fi
