@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -91,6 +91,25 @@ def _version_or_none(t: torch.Tensor) -> Optional[int]:
         return None
 
 
+def _call_op(op, args: tuple, diagnose: Callable[[], None]):
+    """Calls a compiled op, which rejects bad input before launching anything but can only raise
+    RuntimeError. On a rejection, ``diagnose`` (the Python checks) raises the TypeError or
+    ValueError that names the argument. The Python checks cost about 10 µs a call, as much as
+    the op itself, so eager calls run them only on that path; while tracing they run up front
+    (traced once, so free in the compiled graph)."""
+    if torch.compiler.is_compiling():
+        diagnose()
+        return op(*args)
+    try:
+        return op(*args)
+    except (RuntimeError, TypeError):
+        try:
+            diagnose()
+        except (TypeError, ValueError) as typed:
+            raise typed from None  # the op's RuntimeError said the same, less precisely typed
+        raise
+
+
 def _reject_unsupported(**features) -> None:
     """FlashMLA's sparse-attention and FP8 arguments: accepted in the signature, refused here."""
     for name, value in features.items():
@@ -132,16 +151,22 @@ def get_mla_metadata(cache_seqlens: Optional[torch.Tensor] = None,
         return FlashMLASchedMeta(), None
     del num_heads_q  # FlashMLA's sparse mode sizes the schedule with it; the dense one does not
     _reject_unsupported(is_fp8_kvcache=is_fp8_kvcache, topk=topk)
-    _checks.check_metadata_args(cache_seqlens, num_q_tokens_per_head_k, num_heads_k)
+    kernel_id = _ops.kernel_index(kernel)
     if out is None:
-        return _ops.ops.get_mla_metadata(cache_seqlens, num_q_tokens_per_head_k, num_heads_k,
-                                         _ops.kernel_index(kernel))
+        return _call_op(_ops.ops.get_mla_metadata,
+                        (cache_seqlens, num_q_tokens_per_head_k, num_heads_k, kernel_id),
+                        lambda: _checks.check_metadata_args(cache_seqlens,
+                                                            num_q_tokens_per_head_k, num_heads_k))
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError("out: expected a (tile_scheduler_metadata, num_splits) pair, got "
                         f"{type(out).__name__}")
-    _checks.check_metadata_buffers(cache_seqlens, out[0], out[1])
-    _ops.ops.get_mla_metadata_out(cache_seqlens, num_q_tokens_per_head_k, num_heads_k, out[0],
-                                  out[1])
+
+    def diagnose():
+        _checks.check_metadata_args(cache_seqlens, num_q_tokens_per_head_k, num_heads_k)
+        _checks.check_metadata_buffers(cache_seqlens, out[0], out[1])
+
+    _call_op(_ops.ops.get_mla_metadata_out,
+             (cache_seqlens, num_q_tokens_per_head_k, num_heads_k, out[0], out[1]), diagnose)
     return out[0], out[1]
 
 
@@ -196,8 +221,6 @@ def flash_mla_with_kvcache(q: torch.Tensor,
                              f"own), got {type(num_splits).__name__}")
         tile_scheduler_metadata, num_splits = tile_scheduler_metadata.schedule(
             q, k_cache, cache_seqlens, kernel_id)
-    _checks.check_decode_args(q, k_cache, block_table, cache_seqlens, head_dim_v,
-                              tile_scheduler_metadata, num_splits)
     if softmax_scale is not None:
         if not isinstance(softmax_scale, (int, float)) or isinstance(softmax_scale, bool):
             raise TypeError(f"softmax_scale: expected a float or None, got "
@@ -205,9 +228,12 @@ def flash_mla_with_kvcache(q: torch.Tensor,
         if not math.isfinite(softmax_scale):
             raise ValueError(f"softmax_scale: expected a finite value, got {softmax_scale}")
         softmax_scale = float(softmax_scale)
-    return _ops.ops.fwd_kvcache(q, k_cache, block_table, cache_seqlens, head_dim_v,
-                                tile_scheduler_metadata, num_splits, softmax_scale, bool(causal),
-                                kernel_id)
+    return _call_op(_ops.ops.fwd_kvcache,
+                    (q, k_cache, block_table, cache_seqlens, head_dim_v, tile_scheduler_metadata,
+                     num_splits, softmax_scale, bool(causal), kernel_id),
+                    lambda: _checks.check_decode_args(q, k_cache, block_table, cache_seqlens,
+                                                      head_dim_v, tile_scheduler_metadata,
+                                                      num_splits))
 
 
 def is_supported(device=None) -> tuple[bool, str]:
