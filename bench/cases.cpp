@@ -20,7 +20,8 @@ using flash_mla::DType;
 using flash_mla::KernelChoice;
 
 // Every value of KernelChoice, for --kernel all. Keep in step with include/flash_mla/flash_mla.h.
-constexpr KernelChoice kAllKernels[] = {KernelChoice::kAuto, KernelChoice::kPortable};
+constexpr KernelChoice kAllKernels[] = {KernelChoice::kAuto, KernelChoice::kPortable,
+                                        KernelChoice::kHopper};
 
 void usage(const char* argv0) {
   std::printf(
@@ -212,8 +213,6 @@ Options parse_args(int argc, char** argv) {
   } else {
     for (KernelChoice k : kAllKernels)
       if (kernel == flash_mla::kernel_name(k)) opt.kernels.push_back(k);
-    if (kernel == "auto") opt.kernels = {KernelChoice::kAuto};
-    if (kernel == "portable") opt.kernels = {KernelChoice::kPortable};
     if (opt.kernels.empty()) bad_arg(argv[0], "--kernel: unknown kernel '" + kernel + "'");
   }
 

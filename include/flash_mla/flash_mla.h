@@ -66,8 +66,9 @@ const char* status_code_name(StatusCode code);
 enum class DType : int { kBF16 = 0, kFP16 = 1 };
 
 // Which decode kernel to run. kAuto picks the fastest one built for the current GPU; the
-// portable kernel (mma.sync / ldmatrix / cp.async, sm_80 and newer) can always be forced.
-enum class KernelChoice : int { kAuto = 0, kPortable = 1 };
+// portable kernel (mma.sync / ldmatrix / cp.async, sm_80 and newer) can always be forced;
+// kHopper (TMA + wgmma, warp-specialised) needs an sm_90 GPU and sm_90a code in this build.
+enum class KernelChoice : int { kAuto = 0, kPortable = 1, kHopper = 2 };
 
 const char* kernel_name(KernelChoice choice);
 

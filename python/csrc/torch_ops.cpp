@@ -120,9 +120,9 @@ int to_int(int64_t v, const char* arg) {
 int64_t stride_of(const Tensor& t, int64_t dim) { return t.size(dim) == 1 ? 0 : t.stride(dim); }
 
 flash_mla::KernelChoice kernel_choice(int64_t kernel) {
-  if (kernel != static_cast<int64_t>(flash_mla::KernelChoice::kAuto) &&
-      kernel != static_cast<int64_t>(flash_mla::KernelChoice::kPortable)) {
-    fail("kernel", "0 (auto) or 1 (portable)", std::to_string(kernel));
+  if (kernel < static_cast<int64_t>(flash_mla::KernelChoice::kAuto) ||
+      kernel > static_cast<int64_t>(flash_mla::KernelChoice::kHopper)) {
+    fail("kernel", "0 (auto), 1 (portable) or 2 (hopper)", std::to_string(kernel));
   }
   return static_cast<flash_mla::KernelChoice>(kernel);
 }

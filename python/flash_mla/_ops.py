@@ -33,7 +33,7 @@ _clib.flash_mla_py_is_supported.restype = ctypes.c_int
 ops = torch.ops.flash_mla
 
 # Kernel names accepted by the Python API, in the order of the C++ enum KernelChoice.
-KERNELS = ("auto", "portable")
+KERNELS = ("auto", "portable", "hopper")
 
 
 def kernel_index(kernel: str) -> int:

@@ -8,6 +8,8 @@
 #include "host/internal.h"
 #include "kernels/sm80/config.h"
 #include "kernels/sm80/launch.h"
+#include "kernels/sm90/config.h"
+#include "kernels/sm90/launch.h"
 #include "scheduler/metadata.h"
 
 namespace flash_mla {
@@ -18,6 +20,8 @@ cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm);  /
 namespace {
 
 constexpr int kMaxDevices = 64;
+// Flipped to true once the Hopper kernel passes the GPU tests (it is forceable before that).
+constexpr bool kHopperIsDefault = false;
 constexpr int kRowGroupChoices[] = {1, 2};
 // Stage limits do not depend on the row-group count; read them off one configuration.
 using StageLimits = sm80::PortableConfig<1>;
@@ -95,7 +99,41 @@ Status current_device_info(DeviceInfo* info) {
   return Status();
 }
 
-Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan) {
+// kAuto uses the Hopper kernel where it exists and has been validated (kHopperIsDefault).
+Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
+                   KernelPlan* plan) {
+  const bool hopper_ok = dev.major == 9 && sm90::hopper_kernel_available();
+  bool auto_hopper = kHopperIsDefault && hopper_ok;
+  if (const char* env = std::getenv("FLASH_MLA_KERNEL")) {  // what kAuto means, for testing
+    if (std::string(env) == "portable") auto_hopper = false;
+    if (std::string(env) == "hopper") auto_hopper = true;
+  }
+  const bool use_hopper = kernel == KernelChoice::kHopper ||
+                          (kernel == KernelChoice::kAuto && auto_hopper);
+  if (!use_hopper) return plan_portable(dev, rows_per_kv, plan);
+  if (!hopper_ok) {
+    return Status(StatusCode::kNotSupported,
+                  "kernel: the Hopper kernel needs compute capability 9.0 and sm_90a code in "
+                  "this build; device " + std::to_string(dev.device) + " has " +
+                      std::to_string(dev.major) + "." + std::to_string(dev.minor));
+  }
+  if (dev.smem_optin < sm90::HopperConfig::kSmemBytes) {
+    return Status(StatusCode::kNotSupported,
+                  "the Hopper kernel needs " + std::to_string(sm90::HopperConfig::kSmemBytes) +
+                      " bytes of shared memory per CTA; device " + std::to_string(dev.device) +
+                      " allows " + std::to_string(dev.smem_optin));
+  }
+  plan->hopper = true;
+  plan->row_groups = 0;
+  plan->block_m = sm90::HopperConfig::kBlockM;
+  plan->m_blocks = (rows_per_kv + plan->block_m - 1) / plan->block_m;
+  plan->ctas_per_sm = 1;
+  plan->stages = sm90::HopperConfig::kStages;
+  return Status();
+}
+
+Status plan_portable(const DeviceInfo& dev, int rows_per_kv, KernelPlan* plan) {
+  plan->hopper = false;
   if (dev.major < 8) {
     return Status(StatusCode::kNotSupported,
                   "the portable kernel needs compute capability 8.0 or newer, device " +
@@ -163,6 +201,7 @@ const char* kernel_name(KernelChoice choice) {
   switch (choice) {
     case KernelChoice::kAuto: return "auto";
     case KernelChoice::kPortable: return "portable";
+    case KernelChoice::kHopper: return "hopper";
   }
   return "unknown";
 }
@@ -189,14 +228,15 @@ Status get_num_sm_parts(int rows_per_kv_head, int num_heads_kv, KernelChoice ker
   if (num_sm_parts == nullptr) return invalid("num_sm_parts", "a non-null pointer", "nullptr");
   if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
   if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
-  if (kernel != KernelChoice::kAuto && kernel != KernelChoice::kPortable) {
-    return invalid("kernel", "KernelChoice::kAuto (0) or KernelChoice::kPortable (1)",
+  if (kernel != KernelChoice::kAuto && kernel != KernelChoice::kPortable &&
+      kernel != KernelChoice::kHopper) {
+    return invalid("kernel", "KernelChoice::kAuto (0), kPortable (1) or kHopper (2)",
                    static_cast<int>(kernel));
   }
   detail::DeviceInfo dev;
   if (Status s = detail::current_device_info(&dev); !s.ok()) return s;
-  detail::PortablePlan plan;
-  if (Status s = detail::plan_portable(dev, rows_per_kv_head, &plan); !s.ok()) return s;
+  detail::KernelPlan plan;
+  if (Status s = detail::plan_kernel(dev, rows_per_kv_head, kernel, &plan); !s.ok()) return s;
   const int64_t slots = int64_t(dev.num_sms) * plan.ctas_per_sm;
   const int64_t per_part = int64_t(num_heads_kv) * plan.m_blocks;
   *num_sm_parts = static_cast<int>(std::max<int64_t>(1, slots / per_part));
@@ -239,8 +279,10 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   if (Status s = validate(pr, a, /*check_pointers=*/true); !s.ok()) return s;
   detail::DeviceInfo dev;
   if (Status s = detail::current_device_info(&dev); !s.ok()) return s;
-  detail::PortablePlan plan;
-  if (Status s = detail::plan_portable(dev, pr.rows_per_kv_head(), &plan); !s.ok()) return s;
+  detail::KernelPlan plan;
+  if (Status s = detail::plan_kernel(dev, pr.rows_per_kv_head(), pr.kernel, &plan); !s.ok()) {
+    return s;
+  }
 
   DecodeParams p{};
   p.batch = pr.batch;
@@ -261,6 +303,7 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   p.k_block_stride = a.k_block_stride;
   p.k_token_stride = a.k_token_stride;
   p.k_head_stride = a.k_head_stride;
+  p.num_blocks = pr.num_blocks;
   p.block_table = a.block_table;
   p.block_table_batch_stride = a.block_table_batch_stride;
   p.cache_seqlens = a.cache_seqlens;
@@ -278,9 +321,24 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   detail::workspace_layout(a.workspace, p.rows_per_kv, p.num_heads_kv, a.num_sm_parts,
                            &p.o_accum, &p.lse_accum);
   p.num_slots = detail::num_workspace_slots(a.num_sm_parts);
-  p.kv_stages = plan.stages;
 
-  if (cudaError_t err = detail::launch_portable(pr.dtype, p, plan, stream); err != cudaSuccess) {
+  // The Hopper kernel reads the KV cache through a TMA tensor map; a layout no tensor map can
+  // describe (a zero stride) goes to the portable kernel unless the caller insisted.
+  if (plan.hopper && !sm90::kv_layout_supported(p)) {
+    if (pr.kernel == KernelChoice::kHopper) {
+      return Status(StatusCode::kNotSupported,
+                    "k_cache strides: the Hopper kernel needs non-zero strides for dimensions "
+                    "of more than one element (TMA), got a zero stride");
+    }
+    if (Status s = detail::plan_portable(dev, pr.rows_per_kv_head(), &plan); !s.ok()) return s;
+  }
+  p.kv_stages = plan.stages;
+  if (plan.hopper) {
+    if (cudaError_t err = detail::launch_hopper(pr.dtype, p, plan, stream); err != cudaSuccess) {
+      return detail::cuda_failure("Hopper decode kernel launch", err);
+    }
+  } else if (cudaError_t err = detail::launch_portable(pr.dtype, p, plan, stream);
+             err != cudaSuccess) {
     return detail::cuda_failure("portable decode kernel launch", err);
   }
   if (cudaError_t err = detail::launch_combine(pr.dtype, p, stream); err != cudaSuccess) {

@@ -6,6 +6,7 @@
 #include "kernels/common/combine.h"
 #include "kernels/sm80/config.h"
 #include "kernels/sm80/launch.h"
+#include "kernels/sm90/launch.h"
 
 namespace flash_mla {
 namespace sm80 {
@@ -24,7 +25,7 @@ namespace detail {
 namespace {
 
 template <class Element>
-cudaError_t launch_portable_typed(const DecodeParams& params, const PortablePlan& plan,
+cudaError_t launch_portable_typed(const DecodeParams& params, const KernelPlan& plan,
                                   cudaStream_t stream) {
   switch (plan.row_groups) {
     case 1: return sm80::launch_portable_decode<Element, 1>(params, plan.m_blocks, stream);
@@ -44,10 +45,17 @@ cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm) {
   }
 }
 
-cudaError_t launch_portable(DType dtype, const DecodeParams& params, const PortablePlan& plan,
+cudaError_t launch_portable(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                             cudaStream_t stream) {
   return dtype == DType::kBF16 ? launch_portable_typed<__nv_bfloat16>(params, plan, stream)
                                : launch_portable_typed<__half>(params, plan, stream);
+}
+
+cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
+                          cudaStream_t stream) {
+  return dtype == DType::kBF16
+             ? sm90::launch_hopper_decode<__nv_bfloat16>(params, plan.m_blocks, stream)
+             : sm90::launch_hopper_decode<__half>(params, plan.m_blocks, stream);
 }
 
 cudaError_t launch_combine(DType dtype, const DecodeParams& params, cudaStream_t stream) {

@@ -49,15 +49,19 @@ struct DeviceInfo {
 };
 Status current_device_info(DeviceInfo* info);
 
-// The portable kernel's configuration for M query rows per KV head on a device.
-struct PortablePlan {
-  int row_groups = 1;   // 16 query rows each
+// The chosen kernel's configuration for M query rows per KV head on a device.
+struct KernelPlan {
+  bool hopper = false;  // the Hopper kernel; otherwise the portable one
+  int row_groups = 1;   // portable: 16 query rows each
   int block_m = 16;
   int m_blocks = 1;
   int ctas_per_sm = 1;
   int stages = 2;       // KV tiles in shared memory
 };
-Status plan_portable(const DeviceInfo& dev, int rows_per_kv, PortablePlan* plan);
+Status plan_portable(const DeviceInfo& dev, int rows_per_kv, KernelPlan* plan);
+// The plan of the kernel `kernel` resolves to on this device (kAuto: the fastest available).
+Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
+                   KernelPlan* plan);
 
 // Split-KV partials: 2 slots per part bound the pieces (schedule.h).
 int num_workspace_slots(int num_sm_parts);
@@ -66,9 +70,11 @@ void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int nu
                       float** o_accum, float** lse_accum);
 
 // Kernel launches (dispatch.cu).
-cudaError_t launch_portable(DType dtype, const DecodeParams& params, const PortablePlan& plan,
+cudaError_t launch_portable(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                             cudaStream_t stream);
 cudaError_t launch_combine(DType dtype, const DecodeParams& params, cudaStream_t stream);
+cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
+                          cudaStream_t stream);
 
 // Scalar checks of a problem (validate.cpp), shared by decode() and get_workspace_size().
 Status validate_problem(const DecodeProblem& problem);

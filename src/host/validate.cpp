@@ -56,8 +56,9 @@ Status validate_problem(const DecodeProblem& pr) {
   if (pr.dtype != DType::kBF16 && pr.dtype != DType::kFP16) {
     return invalid("dtype", "DType::kBF16 (0) or DType::kFP16 (1)", static_cast<int>(pr.dtype));
   }
-  if (pr.kernel != KernelChoice::kAuto && pr.kernel != KernelChoice::kPortable) {
-    return invalid("kernel", "KernelChoice::kAuto (0) or KernelChoice::kPortable (1)",
+  if (pr.kernel != KernelChoice::kAuto && pr.kernel != KernelChoice::kPortable &&
+      pr.kernel != KernelChoice::kHopper) {
+    return invalid("kernel", "KernelChoice::kAuto (0), kPortable (1) or kHopper (2)",
                    static_cast<int>(pr.kernel));
   }
   if (pr.batch < 1) return invalid("batch", "at least 1", pr.batch);

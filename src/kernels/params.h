@@ -23,6 +23,7 @@ struct DecodeParams {
   int64_t q_batch_stride, q_seq_stride, q_head_stride;
   const void* k_cache;     // [num_blocks, 64, h_kv, 576]
   int64_t k_block_stride, k_token_stride, k_head_stride;
+  int num_blocks;          // physical pages (the Hopper kernel's TMA tensor map needs it)
   const int32_t* block_table;  // [b, max_blocks_per_seq]
   int64_t block_table_batch_stride;
   const int32_t* cache_seqlens;  // [b]

@@ -1,0 +1,60 @@
+// Launch of the Hopper decode kernel: the KV tensor map, the shared-memory opt-in, the grid.
+#pragma once
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <mutex>
+
+#include "kernels/sm90/config.h"
+#include "kernels/sm90/decode_kernel.cuh"
+#include "kernels/sm90/launch.h"
+
+namespace flash_mla::sm90 {
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point: no link against libcuda.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
+
+template <class Element>
+cudaError_t make_kv_tensor_map(const DecodeParams& p, CUtensorMap* map) {
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  constexpr size_t kBytes = sizeof(Element);
+  // Dimensions innermost first: channel, token in page, KV head, page. A dimension of one
+  // element is never stepped over; give it the dense stride TMA accepts.
+  const cuuint64_t dims[4] = {Cfg::kHeadDim, Cfg::kPageBlock, cuuint64_t(p.num_heads_kv),
+                              cuuint64_t(p.num_blocks)};
+  const cuuint64_t token = p.k_token_stride * kBytes;
+  const cuuint64_t head = p.num_heads_kv > 1 ? p.k_head_stride * kBytes : token * Cfg::kPageBlock;
+  const cuuint64_t block = p.num_blocks > 1 ? p.k_block_stride * kBytes : head * p.num_heads_kv;
+  const cuuint64_t strides[3] = {token, head, block};
+  const cuuint32_t box[4] = {Cfg::kSubTileCols, Cfg::kBlockN, 1, 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type = std::is_same_v<Element, __nv_bfloat16>
+                                       ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUresult r = encode(map, type, 4, const_cast<void*>(p.k_cache), dims, strides, box,
+                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <class Element>
+cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaStream_t stream) {
+  CUtensorMap map;
+  if (cudaError_t err = make_kv_tensor_map<Element>(params, &map); err != cudaSuccess) return err;
+  auto* kernel = hopper_decode_kernel<Element>;
+  static std::once_flag once;
+  static cudaError_t attr_err = cudaSuccess;
+  std::call_once(once, [&] {
+    attr_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(Cfg::kSmemBytes));
+  });
+  if (attr_err != cudaSuccess) return attr_err;
+  const dim3 grid(params.num_sm_parts, m_blocks, params.num_heads_kv);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params, map);
+  return cudaGetLastError();
+}
+
+}  // namespace flash_mla::sm90
