@@ -3,13 +3,13 @@
 accumulator registers) are too long to write by hand. Run from the repository root."""
 
 
-def ss_m64n64(dt):
-    n = 32
+def ss_m64n(dt, n_cols):
+    n = n_cols // 2
     regs = ", ".join(f"%{i}" for i in range(n))
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(n))
     return f'''  asm volatile(
       "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{n+2}, 0;\\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.{dt}.{dt} "
+      "wgmma.mma_async.sync.aligned.m64n{n_cols}k16.f32.{dt}.{dt} "
       "{{{regs}}}, %{n}, %{n+1}, p, 1, 1, 0, 0;\\n}}\\n"
       : {outs}
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));'''
@@ -35,12 +35,15 @@ def main():
 #pragma once
 ''']
     for name, dt in (("__nv_bfloat16", "bf16"), ("__half", "f16")):
-        out.append(f'''// S = Q K^T step: D[64x64] (+)= A[64x16] * B[16x64], both operands from shared memory, K-major.
-__device__ __forceinline__ void wgmma_ss_m64n64k16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
-                                                   uint32_t accumulate, {name}) {{
-{ss_m64n64(dt)}
+        for n_cols in (32, 64):
+            out.append(f'''// S = Q K^T step: D[64x{n_cols}] (+)= A[64x16] * B[16x{n_cols}], both operands from shared memory,
+// K-major.
+__device__ __forceinline__ void wgmma_ss_m64n{n_cols}k16(float (&d)[{n_cols // 2}], uint64_t desc_a,
+                                                   uint64_t desc_b, uint32_t accumulate, {name}) {{
+{ss_m64n(dt, n_cols)}
 }}
-
+''')
+        out.append(f'''
 // O += P V step: D[64x256] (+)= A[64x16] (registers) * B[16x256] (shared, MN-major: transposed).
 __device__ __forceinline__ void wgmma_rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
                                                     uint64_t desc_b, uint32_t accumulate, {name}) {{

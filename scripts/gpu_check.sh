@@ -10,7 +10,8 @@
 #   ARCHS=90a-real                         CMAKE_CUDA_ARCHITECTURES
 #   BUILD_DIR=build-gpu                    build folder (ignored by git)
 #   SAN_FILTER=...                         gtest filter of the GPU tests run under the sanitizers
-#                                          (default: a few small cases of tests/gpu, both kernels)
+#                                          (default: a few small cases of tests/gpu; kAuto picks the
+#                                          kernel by shape, FLASH_MLA_KERNEL=hopper|portable forces one)
 #   GPU_TEST_BIN=...                       GPU test binary (default: first *gpu* executable in tests/)
 #   BENCH_ARGS='--sweep --extra --kernel all'   arguments of the benchmark sweep
 #   PYBENCH_ARGS='--quick'                 arguments of python -m flash_mla.bench
@@ -96,6 +97,16 @@ if want test; then
   rc=$?
   line=$(grep -E 'tests passed|tests failed' "$LOG/ctest.log" | tail -n1)
   if [[ $rc -eq 0 ]]; then record ctest ok "$line"; else show_tail "$LOG/ctest.log" 40; record ctest FAILED "${line:-rc $rc}"; fi
+  # The whole GPU grid once more per kernel: FLASH_MLA_KERNEL makes kAuto mean that kernel.
+  TEST_BIN=${GPU_TEST_BIN:-$(find "$BUILD/tests" -type f -executable -name '*gpu*' 2>/dev/null | sort | head -n1)}
+  for kernel in portable hopper; do
+    [[ -x ${TEST_BIN:-} && $(left) -gt 90 ]] || { record "gpu-tests-$kernel" FAILED "no binary or no time"; continue; }
+    FLASH_MLA_KERNEL=$kernel timeout 200 "$TEST_BIN" --gtest_brief=1 >"$LOG/gpu-tests-$kernel.log" 2>&1
+    rc=$?
+    line=$(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$LOG/gpu-tests-$kernel.log" | tr '\n' ' ')
+    if [[ $rc -eq 0 ]]; then record "gpu-tests-$kernel" ok "$line"
+    else show_tail "$LOG/gpu-tests-$kernel.log" 30; record "gpu-tests-$kernel" FAILED "rc $rc: $line"; fi
+  done
 fi
 
 if want sanitize; then

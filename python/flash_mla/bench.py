@@ -433,7 +433,9 @@ def tick_label(s_k):
 
 def plot(doc, path):
     """One column per h_q: GB/s (top) and TFLOPS (bottom) against s_k, one line per (kernel,
-    s_q, dtype, lengths), the run's copy / GEMM ceilings dashed. ONE_LONG rows are left out."""
+    s_q, dtype, lengths), the run's copy / GEMM ceilings dashed. Only fixed and normal lengths
+    of the most common (b, h_kv) are drawn (the sweep's: the --extra rows would join unrelated
+    batch sizes into one line)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -441,11 +443,12 @@ def plot(doc, path):
     rows = [r for r in doc["cases"] if r.get("gbs") is not None and r.get("varlen") != ONE_LONG]
     if not rows:
         raise ValueError("no timed fixed- or normal-length rows to plot")
-    several_b = len({r["b"] for r in rows}) > 1
+    shapes = [(r["b"], r["h_kv"]) for r in rows]
+    b, h_kv = max(set(shapes), key=shapes.count)
+    rows = [r for r in rows if (r["b"], r["h_kv"]) == (b, h_kv)]
     lines = {}
     for r in rows:
-        key = (r["kernel"], r["dtype"], r["s_q"], r["varlen"], r["b"] if several_b else None)
-        lines.setdefault(key, []).append(r)
+        lines.setdefault((r["kernel"], r["dtype"], r["s_q"], r["varlen"]), []).append(r)
     h_qs = sorted({r["h_q"] for r in rows})
     ceilings = doc.get("ceilings") or {}
     fig, axes = plt.subplots(2, len(h_qs), figsize=(4.2 * len(h_qs), 8), squeeze=False)
@@ -456,9 +459,8 @@ def plot(doc, path):
             pts = sorted((r["s_k"], r["gbs"], r["tflops"]) for r in series if r["h_q"] == h_q)
             if not pts:
                 continue
-            kernel, dtype, s_q, varlen, b = key
-            label = f"{kernel} s_q={s_q} {dtype} {'var' if varlen == NORMAL else 'fixed'}" + \
-                (f" b={b}" if b is not None else "")
+            kernel, dtype, s_q, varlen = key
+            label = f"{kernel} s_q={s_q} {dtype} {'var' if varlen == NORMAL else 'fixed'}"
             style = dict(color=colors[n % len(colors)], marker="o" if dtype == "bf16" else "s",
                          linestyle="-" if varlen == FIXED else ":", label=label)
             top.plot([p[0] for p in pts], [p[1] for p in pts], **style)
@@ -483,7 +485,8 @@ def plot(doc, path):
             legend.setdefault(label, handle)
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=4, fontsize="small")
     legend_rows = -(-len(legend) // 4)
-    fig.suptitle(f"flash_mla decode: {doc.get('gpu', '?')}, commit {doc.get('commit', '?')}")
+    fig.suptitle(f"flash_mla decode, b={b} h_kv={h_kv}: {doc.get('gpu', '?')}, "
+                 f"commit {doc.get('commit', '?')}")
     fig.tight_layout(rect=(0, min(0.04 * legend_rows, 0.4), 1, 0.97))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -20,8 +20,10 @@ cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm);  /
 namespace {
 
 constexpr int kMaxDevices = 64;
-// Flipped to true once the Hopper kernel passes the GPU tests (it is forceable before that).
-constexpr bool kHopperIsDefault = false;
+// kAuto on sm_90: the Hopper kernel from this many query rows per KV head up. Below it the
+// portable kernel was faster on an H200 (2026-11-21, 2f90bbc: 3266-3896 against 3114-3475 GB/s
+// at h_q = 16, s_q = 1); from 32 rows on the Hopper kernel is 1.35-2.6x faster (perf-notes).
+constexpr int kHopperMinRows = 17;
 constexpr int kRowGroupChoices[] = {1, 2};
 // Stage limits do not depend on the row-group count; read them off one configuration.
 using StageLimits = sm80::PortableConfig<1>;
@@ -99,11 +101,11 @@ Status current_device_info(DeviceInfo* info) {
   return Status();
 }
 
-// kAuto uses the Hopper kernel where it exists and has been validated (kHopperIsDefault).
+// kAuto uses the Hopper kernel where it exists and is the faster one (kHopperMinRows).
 Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
                    KernelPlan* plan) {
   const bool hopper_ok = dev.major == 9 && sm90::hopper_kernel_available();
-  bool auto_hopper = kHopperIsDefault && hopper_ok;
+  bool auto_hopper = hopper_ok && rows_per_kv >= kHopperMinRows;
   if (const char* env = std::getenv("FLASH_MLA_KERNEL")) {  // what kAuto means, for testing
     if (std::string(env) == "portable") auto_hopper = false;
     if (std::string(env) == "hopper") auto_hopper = true;

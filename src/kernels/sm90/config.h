@@ -11,7 +11,7 @@ struct HopperConfig {
   static constexpr int kHeadDim = 576;     // K: 512 latent + 64 RoPE channels
   static constexpr int kHeadDimV = 512;    // V: the first 512 channels of K
   static constexpr int kBlockM = 64;       // query rows per CTA: the wgmma M
-  static constexpr int kBlockN = 64;       // KV tokens per tile: one page
+  static constexpr int kBlockN = 64;       // KV tokens per tile: one page (32 was slower: v2)
   static constexpr int kPageBlock = 64;
   static constexpr int kElemBytes = 2;     // bf16 / fp16
 
@@ -22,6 +22,7 @@ struct HopperConfig {
   static constexpr int kSubTiles = kHeadDim / kSubTileCols;             // 9
   static constexpr int kSubTileBytes = kBlockN * kRowBytes;             // 8 KiB (64 rows)
   static constexpr int kTileBytes = kSubTiles * kSubTileBytes;          // 72 KiB
+  static constexpr int kQSubTileBytes = kBlockM * kRowBytes;            // 8 KiB (64 rows)
   static constexpr int kSwizzleAtomBytes = 8 * kRowBytes;               // 1 KiB: 8 rows
 
   // Warpgroups: one producer (TMA), two consumers, each owning half of the output columns.
@@ -43,16 +44,18 @@ struct HopperConfig {
   static constexpr int kSAccum = kBlockM * kBlockN / kWarpgroupThreads;  // 32 floats / thread
   static constexpr int kOAccum = kBlockM * kColsPerConsumer / kWarpgroupThreads;  // 128
 
-  static constexpr int kStages = 2;  // KV tiles in flight
+  static constexpr int kStages = 2;  // KV tiles in shared memory: one loads while one computes
 
   // Shared memory: Q tile, KV stages, barriers; +1 KiB to align the base for the swizzle.
-  static constexpr size_t kQBytes = kTileBytes;
+  static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
   static constexpr size_t kKVBytes = size_t(kStages) * kTileBytes;
   static constexpr size_t kBarrierBytes = 3 * kStages * sizeof(uint64_t);  // full, ready, empty
   static constexpr size_t kSmemBytes = kQBytes + kKVBytes + kBarrierBytes + kSwizzleAtomBytes;
 
   static_assert(kHeadDim % kSubTileCols == 0 && kHeadDimV % kSubTileCols == 0);
-  static_assert(kBlockN == kPageBlock, "one KV tile is one page: one block-table lookup");
+  static_assert(kPageBlock % kBlockN == 0, "a KV tile never straddles two pages");
+  static_assert(kBlockN % 8 == 0, "whole 8-row swizzle atoms per sub-tile");
+  static_assert(kBlockN == 32 || kBlockN == 64, "S = Q K^T uses wgmma m64n32 or m64n64");
   static_assert(kColsPerConsumer == 256, "O += P V uses wgmma m64n256");
   static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);
   static_assert(kConsumerRegs % 8 == 0 && kProducerRegs % 8 == 0, "setmaxnreg granularity");

@@ -34,7 +34,7 @@ enum class NamedBarrier : int { kConsumers = 1 };
 
 struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
-  char* kv;         // [kStages][9 sub-tiles][64 tokens][128 B], swizzled: K and V
+  char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V
   uint64_t* full;   // [kStages] TMA bytes landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
   uint64_t* empty;  // [kStages] both consumers done with the stage (8 warp arrivals)
@@ -115,7 +115,7 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
 #pragma unroll
         for (int c = 0; c < Cfg::kSubTiles; ++c) {
           ptx::tma_load_4d(s.stage(stage) + c * Cfg::kSubTileBytes, tmap, &s.full[stage],
-                           c * Cfg::kSubTileCols, 0, g, page, policy);
+                           c * Cfg::kSubTileCols, tile % Cfg::kPageBlock, g, page, policy);
         }
       }
       const int valid = seg.token_end - tile;
@@ -151,32 +151,38 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, char* sQ, int
                                                i * p.q_seq_stride + h * p.q_head_stride) + cc);
     }
     const int sub = cc / 8, chunk = cc % 8;
-    *reinterpret_cast<uint4*>(sQ + sub * Cfg::kSubTileBytes + r * Cfg::kRowBytes +
+    *reinterpret_cast<uint4*>(sQ + sub * Cfg::kQSubTileBytes + r * Cfg::kRowBytes +
                               ((chunk ^ (r % 8)) * 16)) = v;
   }
 }
 
-// S[64 x 64] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared memory.
+// S[64 x kBlockN] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared
+// memory.
 template <class Element>
 __device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV,
                                                float (&s)[Cfg::kSAccum]) {
   ptx::wgmma_fence();
 #pragma unroll
   for (int k = 0; k < Cfg::kQkSteps; ++k) {
-    const int offset = (k / Cfg::kQkStepsPerSubTile) * Cfg::kSubTileBytes +
-                       (k % Cfg::kQkStepsPerSubTile) * Cfg::kMmaK * Cfg::kElemBytes;
+    const int sub = k / Cfg::kQkStepsPerSubTile;
+    const int k_bytes = (k % Cfg::kQkStepsPerSubTile) * Cfg::kMmaK * Cfg::kElemBytes;
     // K-major, 128B swizzle: LBO unused (16), SBO = one 8-row swizzle atom.
-    const uint64_t da = ptx::smem_descriptor(sQ + offset, 16, Cfg::kSwizzleAtomBytes,
-                                             ptx::Swizzle::k128B);
-    const uint64_t db = ptx::smem_descriptor(sKV + offset, 16, Cfg::kSwizzleAtomBytes,
-                                             ptx::Swizzle::k128B);
-    ptx::wgmma_ss_m64n64k16(s, da, db, k > 0 ? 1u : 0u, Element{});
+    const uint64_t da = ptx::smem_descriptor(sQ + sub * Cfg::kQSubTileBytes + k_bytes, 16,
+                                             Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+    const uint64_t db = ptx::smem_descriptor(sKV + sub * Cfg::kSubTileBytes + k_bytes, 16,
+                                             Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+    if constexpr (Cfg::kBlockN == 32) {
+      ptx::wgmma_ss_m64n32k16(s, da, db, k > 0 ? 1u : 0u, Element{});
+    } else {
+      ptx::wgmma_ss_m64n64k16(s, da, db, k > 0 ? 1u : 0u, Element{});
+    }
   }
   ptx::wgmma_commit();
   ptx::wgmma_wait<0>();
 }
 
-// O[64 x 256] += P·V over 64 tokens: 4 wgmma steps, P in registers, V MN-major (transposed).
+// O[64 x 256] += P·V over kBlockN tokens: one wgmma step per 16 tokens, P in registers, V
+// MN-major (transposed).
 template <class Element>
 __device__ __forceinline__ void accumulate_pv(const char* sV, const uint32_t (&pa)[Cfg::kPvSteps][4],
                                               float (&o)[Cfg::kOAccum]) {
