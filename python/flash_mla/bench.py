@@ -32,6 +32,7 @@ LSE_TOLERANCE = 1e-4   # |lse - ref| / max(1, |ref|): fp32 accumulation of O(1e4
 L2_MULTIPLE, MAX_COPIES = 4, 256                  # KV copies: rotation >= 4x L2, at most 256
 SPIN_MARGIN, MIN_SPIN_US, MAX_SPIN_US = 2.0, 20.0, 200e3
 COPY_BYTES, GEMM_N, CEILING_WARMUP, CEILING_REPS = 1 << 30, 8192, 3, 20
+REF_BYTES_PER_CALL = 1 << 30  # float64 K the reference may expand per call (L x heads x 576)
 SWEEP_S_K, SWEEP_H_Q, SWEEP_S_Q = (4096, 8192, 16384, 32768), (16, 32, 64, 128), (1, 2)
 JSON_KEYS = ("kernel", "dtype", "b", "s_q", "h_q", "h_kv", "s_k", "varlen", "long", "causal",
              "copies", "sum_len", "us", "meta_us", "host_us", "tflops", "gbs", "pct_copy",
@@ -155,12 +156,12 @@ def pool_key(case):
             -(-case.s_q // PAGE_BLOCK_SIZE))
 
 
-def generator(seed):
+def generator(seed, device):
     import torch
-    return torch.Generator(device="cuda").manual_seed(seed % 2**64)
+    return torch.Generator(device=device).manual_seed(seed % 2**64)
 
 
-def make_pool(case, seed, l2_bytes):
+def make_pool(case, seed, l2_bytes, device="cuda"):
     """Enough independent copies of the case's paged KV for one rotation to exceed 4x L2; one
     shuffled permutation of all pages is dealt out to (copy, b, page) in order."""
     import torch
@@ -177,16 +178,17 @@ def make_pool(case, seed, l2_bytes):
     table[used.expand(copies, -1, -1)] = perm                             # row-major deal
     dtype = torch.bfloat16 if case.dtype == "bf16" else torch.float16
     k_cache = torch.randn((copies * per_copy, PAGE_BLOCK_SIZE, case.h_kv, HEAD_DIM), dtype=dtype,
-                          device="cuda", generator=generator(seed ^ 0xCAC4E))
-    return KvPool(pool_key(case), raw, copies, k_cache, table.cuda())
+                          device=device, generator=generator(seed ^ 0xCAC4E, device))
+    return KvPool(pool_key(case), raw, copies, k_cache, table.to(device))
 
 
 def make_queries(case, pool, seed):
     """q of every copy: [copies, b, s_q, h_q, 576]."""
     import torch
+    device = pool.k_cache.device
     return torch.randn((pool.copies, case.b, case.s_q, case.h_q, HEAD_DIM),
-                       dtype=pool.k_cache.dtype, device="cuda",
-                       generator=generator(seed ^ (0x51 << 40) ^ (case.h_q << 20) ^ case.s_q))
+                       dtype=pool.k_cache.dtype, device=device, generator=generator(
+                           seed ^ (0x51 << 40) ^ (case.h_q << 20) ^ case.s_q, device))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,10 +290,21 @@ def reference_errors(case, pool, q0, seqlens_t, out, lse, count, seed):
     for row, n in enumerate(pages):
         table[row, :n] = torch.arange(offset, offset + n)
         offset += n
-    idx = torch.tensor(picks, device="cuda")
-    ref_out, ref_lse = mla_decode_reference(
-        q0[idx], pool.k_cache[physical], table.cuda(), seqlens_t[idx], head_dim_v=HEAD_DIM_V,
-        softmax_scale=None, causal=case.causal)
+    idx = torch.tensor(picks, device=q0.device)
+    q, k_cache, table = q0[idx], pool.k_cache[physical], table.to(q0.device)
+    seqlens = seqlens_t[idx]
+    # The reference expands K to every query head in float64 ([L, heads, 576]): called on a few
+    # heads of one KV head at a time so that stays under REF_BYTES_PER_CALL.
+    group = case.h_q // case.h_kv
+    chunk = max(1, min(group, REF_BYTES_PER_CALL // (max(seqlens.tolist()) * HEAD_DIM * 8)))
+    ref_out = torch.empty(out[idx].shape, dtype=torch.float64, device=q0.device)
+    ref_lse = torch.empty(lse[idx].shape, dtype=torch.float64, device=q0.device)
+    for g in range(case.h_kv):
+        for h in range(g * group, (g + 1) * group, chunk):
+            heads = slice(h, min(h + chunk, (g + 1) * group))
+            ref_out[:, :, heads], ref_lse[:, heads] = mla_decode_reference(
+                q[:, :, heads], k_cache[:, :, g:g + 1], table, seqlens, head_dim_v=HEAD_DIM_V,
+                softmax_scale=None, causal=case.causal)
     return row_errors(out[idx], lse[idx], ref_out, ref_lse)
 
 
@@ -322,7 +335,12 @@ def new_row(case, kernel, copies, sum_len):
 
 
 def is_not_supported(error):
-    return isinstance(error, NotImplementedError) or "not supported" in str(error).lower()
+    """The bindings raise RuntimeError with the library's message alone (no status code), so a
+    kernel this GPU cannot run is recognised by the wording of those messages ("the Hopper
+    kernel needs compute capability 9.0 ...")."""
+    text = str(error).lower()
+    return isinstance(error, NotImplementedError) or "not supported" in text or \
+        "kernel needs" in text
 
 
 def run_row(case, kernel, pool, q, seqlens_t, ceilings, args, cycles_per_us):
@@ -356,7 +374,8 @@ def run_row(case, kernel, pool, q, seqlens_t, ceilings, args, cycles_per_us):
 
     # Warm-up and timed calls continue the rotation: no copy repeats before all were used.
     host_us = warm_up(decode, 1, args.warmup)
-    row["host_us"] = host_us  # what a call costs the host: checks, dispatch, launches
+    # What a call costs the host (checks, dispatch, launches); unmeasured without a warm-up.
+    row["host_us"] = host_us if args.warmup else None
     row["us"] = median_us(decode, 1 + args.warmup, args.reps, host_us, cycles_per_us)
     meta_host_us = warm_up(metadata, 0, max(args.warmup, 1))
     row["meta_us"] = median_us(metadata, 0, args.reps, meta_host_us, cycles_per_us)
@@ -390,8 +409,8 @@ def run_row(case, kernel, pool, q, seqlens_t, ceilings, args, cycles_per_us):
 # Report (bench/report.cpp)
 # ---------------------------------------------------------------------------------------------
 TABLE_HEADER = (f"{'kernel':<10} {'dtype':<5} {'b':>4} {'s_q':>3} {'h_q':>4} {'h_kv':>4} "
-                f"{'s_k':>6} {'vl':>2} {'us':>9} {'meta_us':>8} {'host_us':>8} {'TFLOPS':>7} {'GB/s':>7} "
-                f"{'%copy':>6} {'%gemm':>6}  {'err(out/lse)':<15} status")
+                f"{'s_k':>6} {'vl':>2} {'us':>9} {'meta_us':>8} {'host_us':>8} {'TFLOPS':>7} "
+                f"{'GB/s':>7} {'%copy':>6} {'%gemm':>6}  {'err(out/lse)':<15} status")
 
 
 def format_row(r):

@@ -161,3 +161,39 @@ def test_cli_errors_and_help(bench, capsys):
         with pytest.raises(SystemExit) as exit_info:
             bench.parse_args(argv)
         assert exit_info.value.code == 2
+
+
+def test_kv_pool_and_reference_check_on_cpu(bench, monkeypatch):
+    """The pool's block table and the reference check, with the reference itself as "kernel"."""
+    torch = pytest.importorskip("torch")
+    # flash_mla.reference by path, under a stub parent package (its __init__ needs the build).
+    spec = importlib.util.spec_from_file_location("flash_mla.reference",
+                                                  BENCH_PATH.parent / "reference.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    monkeypatch.setitem(sys.modules, "flash_mla", type(sys)("flash_mla"))
+    monkeypatch.setitem(sys.modules, "flash_mla.reference", reference)
+
+    case = bench.parse_case("b=5,s_q=2,h_q=8,h_kv=2,s_k=100,varlen=1")
+    pool = bench.make_pool(case, seed=3, l2_bytes=2_000_000, device="cpu")
+    pages_per_copy = pool.k_cache.shape[0] // pool.copies
+    assert pool.copies == -(-4 * 2_000_000 // (pages_per_copy * 64 * 2 * 576 * 2)) > 1
+    table = pool.block_table
+    assert sorted(table[table >= 0].tolist()) == list(range(pool.k_cache.shape[0]))
+    for row, raw in zip(table[0], pool.raw_len):  # a prefix of pages, then -1
+        n = max(-(-raw // 64), 1)
+        assert (row[:n] >= 0).all() and (row[n:] == -1).all()
+
+    q = bench.make_queries(case, pool, seed=3)
+    assert q.shape == (pool.copies, 5, 2, 8, 576) and q.dtype == torch.bfloat16
+    seqlens = torch.tensor([max(n, case.s_q) for n in pool.raw_len], dtype=torch.int32)
+    ref_out, ref_lse = reference.mla_decode_reference(q[0], pool.k_cache, table[0], seqlens,
+                                                      causal=True)
+    out, lse = ref_out.to(torch.bfloat16), ref_lse.float()
+    monkeypatch.setattr(bench, "REF_BYTES_PER_CALL", 1)  # one head per reference call
+    out_err, lse_err = bench.reference_errors(case, pool, q[0], seqlens, out, lse, 3, seed=3)
+    assert out_err <= 2.0**-8 and lse_err <= 1e-6
+    longest = int(torch.argmax(seqlens))  # always among the checked batch elements
+    out[longest, -1, 7, 0] += 1.0
+    assert bench.reference_errors(case, pool, q[0], seqlens, out, lse, 3, seed=3)[0] > \
+        bench.OUT_TOLERANCE
