@@ -27,6 +27,18 @@ def rs_m64n256(dt):
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));'''
 
 
+def ss_m64n256(dt):
+    n = 128
+    regs = ", ".join(f"%{i}" for i in range(n))
+    outs = ", ".join(f'"+f"(d[{i}])' for i in range(n))
+    return f'''  asm volatile(
+      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{n+2}, 0;\\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.{dt}.{dt} "
+      "{{{regs}}}, %{n}, %{n+1}, p, 1, 1, 0, 1;\\n}}\\n"
+      : {outs}
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));'''
+
+
 def main():
     out = ['''// Written by scripts/gen_wgmma_ops.py (regenerate, do not edit): the wgmma forms whose
 // operand lists are too long to write by hand.
@@ -48,6 +60,12 @@ __device__ __forceinline__ void wgmma_ss_m64n{n_cols}k16(float (&d)[{n_cols // 2
 __device__ __forceinline__ void wgmma_rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
                                                     uint64_t desc_b, uint32_t accumulate, {name}) {{
 {rs_m64n256(dt)}
+}}
+''')
+        out.append(f'''// O += P V step with P from shared memory (K-major) and V MN-major (transposed).
+__device__ __forceinline__ void wgmma_ss_m64n256k16(float (&d)[128], uint64_t desc_a,
+                                                    uint64_t desc_b, uint32_t accumulate, {name}) {{
+{ss_m64n256(dt)}
 }}
 ''')
     with open("src/kernels/sm90/wgmma_ops.inc", "w") as f:

@@ -20,10 +20,10 @@ cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm);  /
 namespace {
 
 constexpr int kMaxDevices = 64;
-// kAuto on sm_90: the Hopper kernel from this many query rows per KV head up. Below it the
-// portable kernel was faster on an H200 (2026-11-21, 2f90bbc: 3266-3896 against 3114-3475 GB/s
-// at h_q = 16, s_q = 1); from 32 rows on the Hopper kernel is 1.35-2.6x faster (perf-notes).
-constexpr int kHopperMinRows = 17;
+// kAuto on sm_90: the Hopper kernel from this many query rows per KV head up. Hopper v4
+// (S computed once per page) matched or beat the portable kernel at 16 rows too on an H200
+// (2026-11-21: 81.9-94.0% of copy against 77.5-96.4%; v1 had been slower there).
+constexpr int kHopperMinRows = 1;
 constexpr int kRowGroupChoices[] = {1, 2};
 // Stage limits do not depend on the row-group count; read them off one configuration.
 using StageLimits = sm80::PortableConfig<1>;

@@ -5,10 +5,10 @@
 //   producer   warp 0 walks the CTA's (sequence, page) list and TMA-loads each 64-token page
 //              (9 boxes of 64 channels) into one of two stages; for a sequence's partial last
 //              page it also zeroes the tokens past the end, so NaN there cannot reach P·V;
-//   consumer 0 / consumer 1  both compute the full S = Q·Kᵀ (64 x 64) and the same online
-//              softmax, then O[:, 0:256) resp. O[:, 256:512) += P·V with P from registers.
-// Computing S twice costs tensor time the memory-bound shapes (<= 64 rows) have to spare and
-// needs no exchange between the consumers; design.md says what v2 changes for 128+ rows.
+//   consumer c (0, 1) computes S for tokens [32c, +32) of the page (Q·Kᵀ, 64 x 32), the
+//              consumers exchange their row maxima, each writes its half of P (bf16) to shared
+//              memory, and then O[:, 256c, +256) += P·V over all 64 tokens (v4: S once per
+//              page; v1 computed all of S in both consumers).
 // Segments, workspace slots and the epilogue follow the portable kernel (same combine kernel).
 #pragma once
 
@@ -30,11 +30,19 @@ using Cfg = HopperConfig;
 
 enum class Role : int { kProducer = 0, kConsumer0 = 1, kConsumer1 = 2 };
 // Named barrier ids (0 is __syncthreads).
-enum class NamedBarrier : int { kConsumers = 1 };
+enum class NamedBarrier : int {
+  kConsumers = 1,     // Q tile rewritten at a segment start
+  kRowMax = 2,        // both halves' row maxima of this page written
+  kPReady = 3,        // both halves of P written
+  kRowSums = 4,       // both halves' row sums written (epilogue)
+};
 
 struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
   char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V
+  char* p;          // [64 rows][128 B], swizzled: P of the current page (bf16/fp16)
+  float* row_max;   // [2 consumers][64 rows] the page's row maxima of each half
+  float* row_sum;   // [2 consumers][64 rows] each half's row sums (epilogue)
   uint64_t* full;   // [kStages] TMA bytes landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
   uint64_t* empty;  // [kStages] both consumers done with the stage (8 warp arrivals)
@@ -44,7 +52,10 @@ struct Smem {
                            ~uintptr_t(Cfg::kSwizzleAtomBytes - 1);
     q = reinterpret_cast<char*>(base);
     kv = q + Cfg::kQBytes;
-    full = reinterpret_cast<uint64_t*>(kv + Cfg::kKVBytes);
+    p = kv + Cfg::kKVBytes;
+    row_max = reinterpret_cast<float*>(p + Cfg::kPBytes);
+    row_sum = row_max + Cfg::kConsumers * Cfg::kBlockM;
+    full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
     ready = full + Cfg::kStages;
     empty = ready + Cfg::kStages;
   }
@@ -159,8 +170,9 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, char* sQ, int
 // S[64 x kBlockN] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared
 // memory.
 template <class Element>
-__device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV,
+__device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV, int consumer,
                                                float (&s)[Cfg::kSAccum]) {
+  const int token_bytes = consumer * Cfg::kSTokens * Cfg::kRowBytes;  // whole swizzle atoms
   ptx::wgmma_fence();
 #pragma unroll
   for (int k = 0; k < Cfg::kQkSteps; ++k) {
@@ -169,13 +181,9 @@ __device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV,
     // K-major, 128B swizzle: LBO unused (16), SBO = one 8-row swizzle atom.
     const uint64_t da = ptx::smem_descriptor(sQ + sub * Cfg::kQSubTileBytes + k_bytes, 16,
                                              Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-    const uint64_t db = ptx::smem_descriptor(sKV + sub * Cfg::kSubTileBytes + k_bytes, 16,
-                                             Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-    if constexpr (Cfg::kBlockN == 32) {
-      ptx::wgmma_ss_m64n32k16(s, da, db, k > 0 ? 1u : 0u, Element{});
-    } else {
-      ptx::wgmma_ss_m64n64k16(s, da, db, k > 0 ? 1u : 0u, Element{});
-    }
+    const uint64_t db = ptx::smem_descriptor(sKV + sub * Cfg::kSubTileBytes + token_bytes + k_bytes,
+                                             16, Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+    ptx::wgmma_ss_m64n32k16(s, da, db, k > 0 ? 1u : 0u, Element{});
   }
   ptx::wgmma_commit();
   ptx::wgmma_wait<0>();
@@ -184,63 +192,84 @@ __device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV,
 // O[64 x 256] += P·V over kBlockN tokens: one wgmma step per 16 tokens, P in registers, V
 // MN-major (transposed).
 template <class Element>
-__device__ __forceinline__ void accumulate_pv(const char* sV, const uint32_t (&pa)[Cfg::kPvSteps][4],
+__device__ __forceinline__ void accumulate_pv(const char* sP, const char* sV,
                                               float (&o)[Cfg::kOAccum]) {
   ptx::wgmma_fence();
 #pragma unroll
   for (int k = 0; k < Cfg::kPvSteps; ++k) {
-    // MN-major, 128B swizzle: LBO = next 64-channel sub-tile, SBO = next 8 tokens.
+    // P: K-major like Q. V: MN-major, 128B swizzle, LBO = next 64-channel sub-tile,
+    // SBO = next 8 tokens.
+    const uint64_t da = ptx::smem_descriptor(sP + k * Cfg::kMmaK * Cfg::kElemBytes, 16,
+                                             Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
     const uint64_t db = ptx::smem_descriptor(sV + k * Cfg::kMmaK * Cfg::kRowBytes,
                                              Cfg::kSubTileBytes, Cfg::kSwizzleAtomBytes,
                                              ptx::Swizzle::k128B);
-    ptx::wgmma_rs_m64n256k16(o, pa[k], db, 1u, Element{});
+    ptx::wgmma_ss_m64n256k16(o, da, db, 1u, Element{});
   }
   ptx::wgmma_commit();
   ptx::wgmma_wait<0>();
 }
 
 struct RowState {
-  float m[2];  // running max (base-2 domain) of rows r0 and r0 + 8
-  float l[2];  // running sum of this thread's columns
+  float m[2];  // running max (base-2 domain) of rows r0 and r0 + 8, over the whole page
+  float l[2];  // running sum over this thread's columns of this consumer's half
 };
 
-// Masks, scales to the base-2 domain, updates the running max/sum and turns s into P.
-// Accumulator layout (wgmma m64nN): s[nt*4 + 2*half + e] is row r0 + 8*half, column
-// nt*8 + 2*(lane%4) + e.
-__device__ __forceinline__ void online_softmax(const DecodeParams& p, const Segment& seg,
-                                               int tile_begin, int row0, int lane,
-                                               float (&s)[Cfg::kSAccum], RowState& st,
-                                               float (&rescale)[2]) {
+// Where a thread's accumulator entries sit (wgmma m64nN): s[nt*4 + 2*half + e] is row
+// r_local + 8*half of the tile, column nt*8 + 2*(lane%4) + e of this consumer's 32 tokens.
+struct Coord {
+  int lane, r_local, consumer;
+};
+
+// Masks this half of the page, scales to the base-2 domain and publishes its row maxima.
+__device__ __forceinline__ void mask_and_publish_max(const DecodeParams& p, const Segment& seg,
+                                                     int tile_begin, int m_block, const Coord& c,
+                                                     const Smem& sm, float (&s)[Cfg::kSAccum]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int row = row0 + 8 * half;
-    const int i = row / p.heads_per_kv;
+    const int r = c.r_local + 8 * half;
+    const int i = (m_block * Cfg::kBlockM + r) / p.heads_per_kv;
     const int limit = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
     float mx = -INFINITY;
 #pragma unroll
-    for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
+    for (int nt = 0; nt < Cfg::kSTokens / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int idx = nt * 4 + 2 * half + e;
-        const int token = tile_begin + nt * 8 + 2 * (lane % 4) + e;
+        const int token = tile_begin + c.consumer * Cfg::kSTokens + nt * 8 + 2 * (c.lane % 4) + e;
         s[idx] = token < limit ? s[idx] * p.scale_log2 : -INFINITY;
         mx = fmaxf(mx, s[idx]);
       }
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    if (c.lane % 4 == 0) sm.row_max[c.consumer * Cfg::kBlockM + r] = mx;
+  }
+}
+
+// After the row-max exchange: the page maximum (the same in both consumers), the rescale of
+// the running state, P = exp2(s - m) written as 16-bit into this consumer's half of sP.
+template <class Element>
+__device__ __forceinline__ void softmax_to_shared(const Coord& c, const Smem& sm,
+                                                  float (&s)[Cfg::kSAccum], RowState& st,
+                                                  float (&rescale)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = c.r_local + 8 * half;
+    const float mx = fmaxf(sm.row_max[r], sm.row_max[Cfg::kBlockM + r]);
     const float m_new = fmaxf(st.m[half], mx);
     const float ref = m_new == -INFINITY ? 0.f : m_new;  // no key yet: keep P = 0, not NaN
     rescale[half] = exp2f(st.m[half] - ref);
     float sum = 0.f;
 #pragma unroll
-    for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int idx = nt * 4 + 2 * half + e;
-        s[idx] = exp2f(s[idx] - ref);
-        sum += s[idx];
-      }
+    for (int nt = 0; nt < Cfg::kSTokens / 8; ++nt) {
+      const int idx = nt * 4 + 2 * half;
+      const float p0 = exp2f(s[idx] - ref);
+      const float p1 = exp2f(s[idx + 1] - ref);
+      sum += p0 + p1;
+      const int chunk = c.consumer * (Cfg::kSTokens / 8) + nt;  // 16-byte chunk of the row
+      *reinterpret_cast<uint32_t*>(sm.p + r * Cfg::kRowBytes + ((chunk ^ (r % 8)) * 16) +
+                                   (c.lane % 4) * 4) = ptx::pack2<Element>(p0, p1);
     }
     st.l[half] = st.l[half] * rescale[half] + sum;
     st.m[half] = m_new;
@@ -248,29 +277,27 @@ __device__ __forceinline__ void online_softmax(const DecodeParams& p, const Segm
 }
 
 template <class Element>
-__device__ __forceinline__ void to_a_fragments(const float (&s)[Cfg::kSAccum],
-                                               uint32_t (&pa)[Cfg::kPvSteps][4]) {
-  // The A fragment of k-step k holds tokens 16k..16k+15: accumulator n-tiles 2k and 2k+1.
-#pragma unroll
-  for (int k = 0; k < Cfg::kPvSteps; ++k) {
-    pa[k][0] = ptx::pack2<Element>(s[8 * k + 0], s[8 * k + 1]);
-    pa[k][1] = ptx::pack2<Element>(s[8 * k + 2], s[8 * k + 3]);
-    pa[k][2] = ptx::pack2<Element>(s[8 * k + 4], s[8 * k + 5]);
-    pa[k][3] = ptx::pack2<Element>(s[8 * k + 6], s[8 * k + 7]);
-  }
-}
-
-template <class Element>
 __device__ __forceinline__ void write_output(const DecodeParams& p, const Segment& seg, int g,
-                                             int m_block, int row0, int consumer, int lane,
+                                             int m_block, const Coord& c, const Smem& sm,
                                              const RowState& st, const float (&o)[Cfg::kOAccum]) {
   const bool split = seg.slot >= 0;
+  const int consumer = c.consumer, lane = c.lane;
+  // Each consumer summed its half of every page: publish the halves, add them in a fixed order
+  // (the same in both consumers, so both normalise identically).
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float l = st.l[half];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const int row = row0 + 8 * half;
+    if (lane % 4 == 0) sm.row_sum[consumer * Cfg::kBlockM + c.r_local + 8 * half] = l;
+  }
+  ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kRowSums),
+                          Cfg::kConsumers * Cfg::kWarpgroupThreads);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = c.r_local + 8 * half;
+    const float l = sm.row_sum[r] + sm.row_sum[Cfg::kBlockM + r];
+    const int row = m_block * Cfg::kBlockM + r;
     if (row >= p.rows_per_kv) continue;
     const bool empty = l == 0.f;
     const float inv = empty ? 0.f : 1.f / l;
@@ -307,8 +334,8 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
 template <class Element>
 __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, int part, int m_block,
                                         int g, int consumer, int t) {
-  const int lane = t % 32;
-  const int row0 = m_block * Cfg::kBlockM + (t / 32) * 16 + lane / 4;
+  const Coord c = {t % 32, (t / 32) * 16 + (t % 32) / 4, consumer};
+  const int lane = c.lane;
   const int ctid = consumer * Cfg::kWarpgroupThreads + t;
   constexpr int kConsumerThreads = Cfg::kConsumers * Cfg::kWarpgroupThreads;
   int it = 0;
@@ -336,9 +363,12 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
       float sc[Cfg::kSAccum];
 #pragma unroll
       for (int k = 0; k < Cfg::kSAccum; ++k) sc[k] = 0.f;
-      compute_scores<Element>(s.q, sKV, sc);
+      compute_scores<Element>(s.q, sKV, consumer, sc);
+      mask_and_publish_max(p, seg, tile, m_block, c, s, sc);
+      ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kRowMax), kConsumerThreads);
       float rescale[2];
-      online_softmax(p, seg, tile, row0, lane, sc, st, rescale);
+      softmax_to_shared<Element>(c, s, sc, st, rescale);
+      ptx::fence_proxy_async_shared();  // P written by threads, read by wgmma
 #pragma unroll
       for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
         o[nt * 4 + 0] *= rescale[0];
@@ -346,14 +376,13 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
         o[nt * 4 + 2] *= rescale[1];
         o[nt * 4 + 3] *= rescale[1];
       }
-      uint32_t pa[Cfg::kPvSteps][4];
-      to_a_fragments<Element>(sc, pa);
-      accumulate_pv<Element>(sKV + consumer * Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes,
-                             pa, o);
+      ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPReady), kConsumerThreads);
+      accumulate_pv<Element>(s.p, sKV + consumer * Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes,
+                             o);
       __syncwarp();
       if (lane == 0) ptx::mbarrier_arrive(&s.empty[stage]);
     }
-    write_output<Element>(p, seg, g, m_block, row0, consumer, lane, st, o);
+    write_output<Element>(p, seg, g, m_block, c, s, st, o);
   });
 }
 
