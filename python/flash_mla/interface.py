@@ -252,5 +252,6 @@ def is_supported(device=None) -> tuple[bool, str]:
     if not ok:
         return False, reason
     major, minor = torch.cuda.get_device_capability(index)
-    return True, (f"{torch.cuda.get_device_name(index)} (sm_{major}{minor}): "
-                  f"kernels {', '.join(_ops.KERNELS[1:])}")
+    kernels = ["portable"] + (["hopper"] if major == 9 else [])  # hopper: sm_90 only
+    name = torch.cuda.get_device_name(index)
+    return True, f"{name} (sm_{major}{minor}): kernels {', '.join(kernels)}"
