@@ -16,13 +16,15 @@
 
 #include <cstddef>
 
+#include "scheduler/schedule.h"
+
 namespace flash_mla::sm80 {
 
 template <int kRowGroups_>
 struct PortableConfig {
   static constexpr int kHeadDim = 576;
   static constexpr int kHeadDimV = 512;
-  static constexpr int kPageBlock = 64;
+  static constexpr int kPageBlock = sched::kPageBlock;  // the scheduler's page, 64 tokens
 
   static constexpr int kRowGroups = kRowGroups_;
   static constexpr int kRowsPerGroup = 16;                 // mma M

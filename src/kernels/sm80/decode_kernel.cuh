@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/common/ptx.h"
+#include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm80/config.h"
 #include "scheduler/schedule.h"
@@ -69,15 +70,6 @@ __device__ __forceinline__ ThreadCoord thread_coord() {
   c.tig = c.lane % 4;
   return c;
 }
-
-// One contiguous range of KV tokens of one sequence.
-struct Segment {
-  int batch;
-  int seqlen;
-  int token_begin;  // multiple of 64
-  int token_end;    // <= seqlen
-  int slot;         // workspace slot of a split piece, -1 when written directly
-};
 
 // Q rows [m_block * kBlockM, +kBlockM) of KV head g into shared memory; rows past M are zeros.
 template <class Element, class Cfg>
@@ -446,29 +438,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinCtasPerSm)
   const int m_block = blockIdx.y;
   const int g = blockIdx.z;
 
-  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
-  if (rec[static_cast<int>(sched::Field::kIdle)] != 0) return;
-  const int begin_batch = rec[static_cast<int>(sched::Field::kBeginBatch)];
-  const int begin_block = rec[static_cast<int>(sched::Field::kBeginBlock)];
-  const int end_batch = rec[static_cast<int>(sched::Field::kEndBatch)];
-  const int end_block = rec[static_cast<int>(sched::Field::kEndBlock)];
-  const int first_slot = rec[static_cast<int>(sched::Field::kFirstSlot)];
-
-  for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
-    const int seqlen = max(p.cache_seqlens[b], 0);
-    const int num_blocks = sched::num_page_blocks(seqlen);
-    const int j0 = b == begin_batch ? begin_block : 0;
-    // Clamped so that metadata from other lengths can never walk past the used blocks.
-    const int j1 = min(b == end_batch ? end_block : num_blocks, num_blocks);
-    if (j0 >= j1) continue;
-    const bool split = p.num_splits[b + 1] > p.num_splits[b];
-    const int slot = !split ? -1
-                     : (b == begin_batch && first_slot >= 0) ? first_slot
-                                                             : p.num_splits[b];
-    if (slot >= p.num_slots) continue;  // inconsistent metadata: never write out of bounds
-    const Segment seg = {b, seqlen, j0 * Cfg::kPageBlock, min(j1 * Cfg::kPageBlock, seqlen), slot};
+  for_each_segment(p, part, [&](const Segment& seg) {
     run_segment<Element, Cfg>(p, seg, g, m_block, c, smem);
-  }
+  });
 }
 
 }  // namespace flash_mla::sm80

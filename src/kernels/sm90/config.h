@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "scheduler/schedule.h"
+
 namespace flash_mla::sm90 {
 
 struct HopperConfig {
@@ -12,7 +14,7 @@ struct HopperConfig {
   static constexpr int kHeadDimV = 512;    // V: the first 512 channels of K
   static constexpr int kBlockM = 64;       // query rows per CTA: the wgmma M
   static constexpr int kBlockN = 64;       // KV tokens per tile: one page (32 was slower: v2)
-  static constexpr int kPageBlock = 64;
+  static constexpr int kPageBlock = sched::kPageBlock;  // the scheduler's page, 64 tokens
   static constexpr int kElemBytes = 2;     // bf16 / fp16
 
   // Shared-memory tiles are stored as 64-channel sub-tiles of 128-byte rows, the 128B swizzle

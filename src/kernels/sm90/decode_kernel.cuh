@@ -19,10 +19,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/ptx_sm90.h"
-#include "scheduler/schedule.h"
 
 namespace flash_mla::sm90 {
 
@@ -61,40 +61,6 @@ struct Smem {
   }
   __device__ char* stage(int s) const { return kv + s * Cfg::kTileBytes; }
 };
-
-// One contiguous, page-aligned range of KV tokens of one sequence.
-struct Segment {
-  int batch;
-  int seqlen;
-  int token_begin;  // multiple of 64
-  int token_end;    // <= seqlen
-  int slot;         // workspace slot of a split piece, -1 when written directly
-};
-
-// The segments of this CTA's scheduling record, in order (the same walk in every role).
-template <class Fn>
-__device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part, Fn&& fn) {
-  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
-  if (rec[static_cast<int>(sched::Field::kIdle)] != 0) return;
-  const int begin_batch = rec[static_cast<int>(sched::Field::kBeginBatch)];
-  const int begin_block = rec[static_cast<int>(sched::Field::kBeginBlock)];
-  const int end_batch = rec[static_cast<int>(sched::Field::kEndBatch)];
-  const int end_block = rec[static_cast<int>(sched::Field::kEndBlock)];
-  const int first_slot = rec[static_cast<int>(sched::Field::kFirstSlot)];
-  for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
-    const int seqlen = max(p.cache_seqlens[b], 0);
-    const int num_blocks = sched::num_page_blocks(seqlen);
-    const int j0 = b == begin_batch ? begin_block : 0;
-    const int j1 = min(b == end_batch ? end_block : num_blocks, num_blocks);
-    if (j0 >= j1) continue;
-    const bool split = p.num_splits[b + 1] > p.num_splits[b];
-    const int slot = !split ? -1
-                     : (b == begin_batch && first_slot >= 0) ? first_slot
-                                                             : p.num_splits[b];
-    if (slot >= p.num_slots) continue;  // inconsistent metadata: never write out of bounds
-    fn(Segment{b, seqlen, j0 * Cfg::kPageBlock, min(j1 * Cfg::kPageBlock, seqlen), slot});
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Producer
@@ -189,8 +155,8 @@ __device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV, 
   ptx::wgmma_wait<0>();
 }
 
-// O[64 x 256] += P·V over kBlockN tokens: one wgmma step per 16 tokens, P in registers, V
-// MN-major (transposed).
+// O[64 x 256] += P·V over kBlockN tokens: one wgmma step per 16 tokens, P (K-major) and V
+// (MN-major, transposed) both from shared memory.
 template <class Element>
 __device__ __forceinline__ void accumulate_pv(const char* sP, const char* sV,
                                               float (&o)[Cfg::kOAccum]) {

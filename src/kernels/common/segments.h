@@ -1,0 +1,49 @@
+// The walk every decode kernel makes over its scheduling record: the (sequence, page range)
+// segments a CTA owns, in order, with the workspace slot of each split piece. One definition,
+// so the split kernels and the combine kernel agree on slots (docs/design.md, "The schedule").
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/params.h"
+#include "scheduler/schedule.h"
+
+namespace flash_mla {
+
+// One contiguous, page-aligned range of KV tokens of one sequence.
+struct Segment {
+  int batch;
+  int seqlen;
+  int token_begin;  // multiple of sched::kPageBlock
+  int token_end;    // <= seqlen
+  int slot;         // workspace slot of a split piece, -1 when written directly
+};
+
+// Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an
+// idle record). Every role of a CTA makes the same walk. Pages are the scheduler's.
+template <class Fn>
+__device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part, Fn&& fn) {
+  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
+  if (rec[static_cast<int>(sched::Field::kIdle)] != 0) return;
+  const int begin_batch = rec[static_cast<int>(sched::Field::kBeginBatch)];
+  const int begin_block = rec[static_cast<int>(sched::Field::kBeginBlock)];
+  const int end_batch = rec[static_cast<int>(sched::Field::kEndBatch)];
+  const int end_block = rec[static_cast<int>(sched::Field::kEndBlock)];
+  const int first_slot = rec[static_cast<int>(sched::Field::kFirstSlot)];
+  for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
+    const int seqlen = max(p.cache_seqlens[b], 0);
+    const int num_blocks = sched::num_page_blocks(seqlen);
+    const int j0 = b == begin_batch ? begin_block : 0;
+    // Clamped so that metadata from other lengths can never walk past the used blocks.
+    const int j1 = min(b == end_batch ? end_block : num_blocks, num_blocks);
+    if (j0 >= j1) continue;
+    const bool split = p.num_splits[b + 1] > p.num_splits[b];
+    const int slot = !split ? -1
+                     : (b == begin_batch && first_slot >= 0) ? first_slot
+                                                             : p.num_splits[b];
+    if (slot >= p.num_slots) continue;  // inconsistent metadata: never write out of bounds
+    fn(Segment{b, seqlen, j0 * sched::kPageBlock, min(j1 * sched::kPageBlock, seqlen), slot});
+  }
+}
+
+}  // namespace flash_mla
