@@ -77,6 +77,7 @@ Status current_device_info(DeviceInfo* info) {
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err != cudaSuccess) return cuda_failure("cudaDeviceGetAttribute", err);
     d.smem_optin = static_cast<size_t>(smem_optin);
+    d.hopper = d.major == 9 && sm90::hopper_kernel_available();
     if (d.major >= 8) {
       for (int r : kRowGroupChoices) {
         int stages = stages_setting();
@@ -104,7 +105,7 @@ Status current_device_info(DeviceInfo* info) {
 // kAuto uses the Hopper kernel where it exists and is the faster one (kHopperMinRows).
 Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
                    KernelPlan* plan) {
-  const bool hopper_ok = dev.major == 9 && sm90::hopper_kernel_available();
+  const bool hopper_ok = dev.hopper;
   bool auto_hopper = hopper_ok && rows_per_kv >= kHopperMinRows;
   if (const char* env = std::getenv("FLASH_MLA_KERNEL")) {  // what kAuto means, for testing
     if (std::string(env) == "portable") auto_hopper = false;

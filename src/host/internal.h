@@ -46,6 +46,7 @@ struct DeviceInfo {
   int major = 0, minor = 0;
   int num_sms = 0;
   size_t smem_optin = 0;  // largest dynamic shared memory one CTA may opt into
+  bool hopper = false;    // sm_90 with the Hopper kernel's sm_90a code in this build
 };
 Status current_device_info(DeviceInfo* info);
 

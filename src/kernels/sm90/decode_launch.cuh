@@ -4,7 +4,7 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
-#include <mutex>
+#include <type_traits>
 
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/decode_kernel.cuh"
@@ -45,13 +45,12 @@ cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaS
   CUtensorMap map;
   if (cudaError_t err = make_kv_tensor_map<Element>(params, &map); err != cudaSuccess) return err;
   auto* kernel = hopper_decode_kernel<Element>;
-  static std::once_flag once;
-  static cudaError_t attr_err = cudaSuccess;
-  std::call_once(once, [&] {
-    attr_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(Cfg::kSmemBytes));
-  });
-  if (attr_err != cudaSuccess) return attr_err;
+  // Per call, as for the portable kernel: the opt-in belongs to the current device.
+  if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(Cfg::kSmemBytes));
+      err != cudaSuccess) {
+    return err;
+  }
   const dim3 grid(params.num_sm_parts, m_blocks, params.num_heads_kv);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params, map);
   return cudaGetLastError();
