@@ -136,6 +136,27 @@ cudaStream_t current_stream(int32_t device) {
 // ---------------------------------------------------------------------------------------------
 // Metadata
 // ---------------------------------------------------------------------------------------------
+// tile_scheduler_metadata [num_sm_parts >= 1, 8] and num_splits [batch + 1], int32, contiguous,
+// on `device`: what get_mla_metadata returns for a batch of `batch` sequences.
+void check_metadata_tensors(const Tensor& metadata, const Tensor& num_splits, int64_t batch,
+                            int32_t device) {
+  check_cuda(metadata, "tile_scheduler_metadata", device);
+  check_dtype(metadata, "tile_scheduler_metadata", ScalarType::Int);
+  check_rank(metadata, "tile_scheduler_metadata", 2, "[num_sm_parts, 8]");
+  check_size(metadata, "tile_scheduler_metadata", 1, flash_mla::kMetadataFields,
+             "fields per record");
+  if (!metadata.is_contiguous() || metadata.size(0) < 1) {
+    fail("tile_scheduler_metadata", "a contiguous [num_sm_parts >= 1, 8] tensor",
+         "shape " + shape_str(metadata) + (metadata.is_contiguous() ? "" : ", not contiguous"));
+  }
+  check_cuda(num_splits, "num_splits", device);
+  check_dtype(num_splits, "num_splits", ScalarType::Int);
+  check_rank(num_splits, "num_splits", 1, "[b + 1]");
+  check_size(num_splits, "num_splits", 0, batch + 1, "b + 1: metadata computed for this batch");
+  check_inner_dense(num_splits, "num_splits");
+}
+
+// ---------------------------------------------------------------------------------------------
 struct MetadataShape {
   int batch;
   int rows_per_kv_head;
@@ -189,22 +210,7 @@ void get_mla_metadata_out(Tensor cache_seqlens, int64_t num_q_tokens_per_head_k,
   const MetadataShape shape =
       check_metadata_inputs(cache_seqlens, num_q_tokens_per_head_k, num_heads_k);
   const int32_t device = cache_seqlens.get_device_index();
-  check_cuda(tile_scheduler_metadata, "tile_scheduler_metadata", device);
-  check_dtype(tile_scheduler_metadata, "tile_scheduler_metadata", ScalarType::Int);
-  check_rank(tile_scheduler_metadata, "tile_scheduler_metadata", 2, "[num_sm_parts, 8]");
-  check_size(tile_scheduler_metadata, "tile_scheduler_metadata", 1, flash_mla::kMetadataFields,
-             "fields per record");
-  if (!tile_scheduler_metadata.is_contiguous() || tile_scheduler_metadata.size(0) < 1) {
-    fail("tile_scheduler_metadata", "a contiguous [num_sm_parts >= 1, 8] tensor",
-         "shape " + shape_str(tile_scheduler_metadata) + (tile_scheduler_metadata.is_contiguous()
-                                                             ? ""
-                                                             : ", not contiguous"));
-  }
-  check_cuda(num_splits, "num_splits", device);
-  check_dtype(num_splits, "num_splits", ScalarType::Int);
-  check_rank(num_splits, "num_splits", 1, "[b + 1]");
-  check_size(num_splits, "num_splits", 0, int64_t(shape.batch) + 1, "b + 1 for cache_seqlens");
-  check_inner_dense(num_splits, "num_splits");
+  check_metadata_tensors(tile_scheduler_metadata, num_splits, shape.batch, device);
   torch::stable::accelerator::DeviceGuard guard(device);
   launch_metadata(cache_seqlens, shape, tile_scheduler_metadata, num_splits);
 }
@@ -243,24 +249,7 @@ std::tuple<Tensor, Tensor> fwd_kvcache(Tensor q, Tensor k_cache, Tensor block_ta
   check_rank(cache_seqlens, "cache_seqlens", 1, "[b]");
   check_inner_dense(cache_seqlens, "cache_seqlens");
   check_size(cache_seqlens, "cache_seqlens", 0, batch, "b, the batch of q");
-  check_cuda(tile_scheduler_metadata, "tile_scheduler_metadata", device);
-  check_dtype(tile_scheduler_metadata, "tile_scheduler_metadata", ScalarType::Int);
-  check_rank(tile_scheduler_metadata, "tile_scheduler_metadata", 2, "[num_sm_parts, 8]");
-  check_size(tile_scheduler_metadata, "tile_scheduler_metadata", 1, flash_mla::kMetadataFields,
-             "fields per record, from get_mla_metadata");
-  if (!tile_scheduler_metadata.is_contiguous()) {
-    fail("tile_scheduler_metadata", "a contiguous tensor (from get_mla_metadata)",
-         "a strided view");
-  }
-  check_cuda(num_splits, "num_splits", device);
-  check_dtype(num_splits, "num_splits", ScalarType::Int);
-  check_rank(num_splits, "num_splits", 1, "[b + 1]");
-  check_inner_dense(num_splits, "num_splits");
-  if (num_splits.size(0) != batch + 1) {
-    fail("num_splits", "shape [" + std::to_string(batch + 1) +
-                           "] (b + 1: metadata computed for this batch)",
-         "shape " + shape_str(num_splits));
-  }
+  check_metadata_tensors(tile_scheduler_metadata, num_splits, batch, device);
 
   flash_mla::DecodeProblem pr;
   pr.dtype = q.scalar_type() == ScalarType::BFloat16 ? flash_mla::DType::kBF16

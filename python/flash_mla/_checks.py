@@ -99,7 +99,8 @@ def check_metadata_buffers(cache_seqlens, tile_scheduler_metadata, num_splits) -
                          f"tensor, got shape {list(tile_scheduler_metadata.shape)} and strides "
                          f"{list(tile_scheduler_metadata.stride())}")
     _int32_vector(num_splits, "num_splits", device, "[b + 1]")
-    _size(num_splits, "num_splits", 0, cache_seqlens.shape[0] + 1, "b + 1 for cache_seqlens")
+    _size(num_splits, "num_splits", 0, cache_seqlens.shape[0] + 1,
+          "b + 1: metadata computed for this batch")
 
 
 def check_query_and_cache(q, k_cache) -> None:
@@ -161,9 +162,4 @@ def check_decode_args(q, k_cache, block_table, cache_seqlens, head_dim_v,
 
     check_seqlens(cache_seqlens, q)
 
-    _tensor(tile_scheduler_metadata, "tile_scheduler_metadata")
-    _tensor(num_splits, "num_splits")
-    if num_splits.dim() == 1 and num_splits.shape[0] != b + 1:
-        raise ValueError(f"num_splits: expected shape [{b + 1}] (b + 1: metadata computed for "
-                         f"this batch), got shape {list(num_splits.shape)}")
     check_metadata_buffers(cache_seqlens, tile_scheduler_metadata, num_splits)
