@@ -3,28 +3,39 @@
 operand lists (16 and 128 accumulator registers) are too long to write by hand. Run from the
 repository root."""
 
-# (shape N, transposed B, what it computes). Both operands come from shared-memory descriptors.
+# (A source, shape N, transposed B, what it computes). B always comes from a shared-memory
+# descriptor; A from a descriptor ("ss") or from four registers per thread ("rs").
 WRAPPERS = (
-    (32, 0, "S = Q K^T step: D[64x32] (+)= A[64x16] * B[16x32], both operands K-major."),
-    (256, 1, "O += P V step: D[64x256] (+)= A[64x16] (P, K-major) * B[16x256] (V, MN-major: "
-             "transposed)."),
+    ("ss", 64, 0, "S = Q K^T step: D[64x64] (+)= A[64x16] * B[16x64], both operands K-major."),
+    ("ss", 256, 1, "O += P V step, P from shared memory: D[64x256] (+)= A[64x16] (P, K-major) * "
+                   "B[16x256] (V, MN-major: transposed)."),
+    ("rs", 256, 1, "O += P V step, P from registers (the accumulator layout of S, packed to "
+                   "16-bit pairs): D[64x256] (+)= A[64x16] * B[16x256] (V transposed)."),
 )
 DTYPES = (("__nv_bfloat16", "bf16"), ("__half", "f16"))
 
 
-def wrapper(n_cols, trans_b, doc, name, dt):
+def wrapper(src, n_cols, trans_b, doc, name, dt):
     n = n_cols // 2  # fp32 accumulators per thread: 64 x n_cols over 128 threads
     regs = ", ".join(f"%{i}" for i in range(n))
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(n))
+    if src == "ss":
+        a_param, a_operand, a_inputs, n_in = "uint64_t desc_a", f"%{n}", '"l"(desc_a)', 1
+        trans = f"0, {trans_b}"
+    else:
+        a_param = "const uint32_t (&a)[4]"
+        a_operand = "{" + ", ".join(f"%{n + i}" for i in range(4)) + "}"
+        a_inputs, n_in = ", ".join(f'"r"(a[{i}])' for i in range(4)), 4
+        trans = f"{trans_b}"
     return f'''// {doc}
-__device__ __forceinline__ void wgmma_ss_m64n{n_cols}k16(float (&d)[{n}], uint64_t desc_a,
+__device__ __forceinline__ void wgmma_{src}_m64n{n_cols}k16(float (&d)[{n}], {a_param},
                                                    uint64_t desc_b, uint32_t accumulate, {name}) {{
   asm volatile(
-      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{n + 2}, 0;\\n"
+      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{n + n_in + 1}, 0;\\n"
       "wgmma.mma_async.sync.aligned.m64n{n_cols}k16.f32.{dt}.{dt} "
-      "{{{regs}}}, %{n}, %{n + 1}, p, 1, 1, 0, {trans_b};\\n}}\\n"
+      "{{{regs}}}, {a_operand}, %{n + n_in}, p, 1, 1, {trans};\\n}}\\n"
       : {outs}
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+      : {a_inputs}, "l"(desc_b), "r"(accumulate));
 }}
 '''
 
@@ -37,8 +48,8 @@ def main():
 #pragma once
 ''']
     for name, dt in DTYPES:
-        for n_cols, trans_b, doc in WRAPPERS:
-            out.append(wrapper(n_cols, trans_b, doc, name, dt))
+        for src, n_cols, trans_b, doc in WRAPPERS:
+            out.append(wrapper(src, n_cols, trans_b, doc, name, dt))
     with open("src/kernels/sm90/wgmma_ops.inc", "w") as f:
         f.write("\n".join(out))
 

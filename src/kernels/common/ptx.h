@@ -87,6 +87,12 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
 }
 
+// Arrives on a named barrier without waiting: the signalling side of a producer/consumer pair
+// whose consumers bar.sync with the same thread count (PTX ISA: "bar, barrier": bar.arrive).
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+}
+
 // Two floats -> one packed 16-bit pair (low half = first).
 template <class Element>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi);

@@ -1,4 +1,4 @@
-// Tiling of the Hopper warp-specialised decode kernel (v1). Every size derives from these
+// Tiling of the Hopper warp-specialised decode kernel (v6, "pair" schedule). Every size derives from these
 // constants; docs/design.md has the schedule, the budgets and the barrier table.
 #pragma once
 
@@ -38,31 +38,39 @@ struct HopperConfig {
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
 
-  // wgmma shapes: each consumer computes S for half the tile's tokens, Q K^T as m64n32k16
-  // (36 k-steps); O += P V as m64n256k16 (4 k-steps) with P from shared memory.
+  // wgmma shapes. Pages are taken in pairs (A, B): consumer 0 computes S for page A, consumer 1
+  // for page B, each over the whole page: Q K^T as m64n64k16 (36 k-steps). O[:, 256c, +256) +=
+  // P V is m64n256k16 (4 k-steps per page): the page's owner takes P from registers, the other
+  // consumer from shared memory.
   static constexpr int kMmaK = 16;
   static constexpr int kQkSteps = kHeadDim / kMmaK;                      // 36
   static constexpr int kPvSteps = kBlockN / kMmaK;                       // 4
   static constexpr int kQkStepsPerSubTile = kSubTileCols / kMmaK;        // 4
-  static constexpr int kSTokens = kBlockN / kConsumers;                  // 32 per consumer
-  static constexpr int kSAccum = kBlockM * kSTokens / kWarpgroupThreads;  // 16 floats / thread
+  static constexpr int kSAccum = kBlockM * kBlockN / kWarpgroupThreads;  // 32 floats / thread
+  static constexpr int kPRegs = kSAccum / 2;                             // 16 packed pairs
   static constexpr int kOAccum = kBlockM * kColsPerConsumer / kWarpgroupThreads;  // 128
 
-  static constexpr int kStages = 2;  // KV tiles in shared memory: one loads while one computes
+  static constexpr int kStages = 2;  // KV pages in shared memory: the pair being computed
 
-  // Shared memory: Q tile, KV stages, barriers; +1 KiB to align the base for the swizzle.
+  // P of a page is written over the page's RoPE sub-tile (channels 512..575), which only the
+  // page's Q K^T reads: no shared memory of its own.
+  static constexpr int kPSubTile = kHeadDimV / kSubTileCols;             // 8
+
+  // Shared memory: Q tile, KV stages, row statistics, barriers; +1 KiB to align the base for
+  // the swizzle.
   static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
   static constexpr size_t kKVBytes = size_t(kStages) * kTileBytes;
-  static constexpr size_t kPBytes = size_t(kBlockM) * kRowBytes;        // P: 64 x 64, swizzled
   static constexpr size_t kRowStatBytes = size_t(kConsumers) * kBlockM * sizeof(float);
-  static constexpr size_t kBarrierBytes = 3 * kStages * sizeof(uint64_t);  // full, ready, empty
-  static constexpr size_t kSmemBytes = kQBytes + kKVBytes + kPBytes + 2 * kRowStatBytes +
-                                       kBarrierBytes + kSwizzleAtomBytes;
+  // full: one per TMA box (Q K^T starts on the first box), ready and empty: one per stage.
+  static constexpr size_t kBarrierBytes = (kSubTiles + 2) * kStages * sizeof(uint64_t);
+  static constexpr size_t kSmemBytes =
+      kQBytes + kKVBytes + 2 * kRowStatBytes + kBarrierBytes + kSwizzleAtomBytes;
 
   static_assert(kHeadDim % kSubTileCols == 0 && kHeadDimV % kSubTileCols == 0);
   static_assert(kPageBlock % kBlockN == 0, "a KV tile never straddles two pages");
   static_assert(kBlockN % 8 == 0, "whole 8-row swizzle atoms per sub-tile");
-  static_assert(kSTokens == 32, "each consumer's S = Q K^T is one wgmma m64n32 chain");
+  static_assert(kBlockN == 64, "each consumer's S = Q K^T is one wgmma m64n64 chain");
+  static_assert(kPSubTile == kSubTiles - 1, "P overwrites the last (RoPE) sub-tile");
   static_assert(kBlockN * kElemBytes == kRowBytes, "a row of P is one 128-byte swizzle row");
   static_assert(kColsPerConsumer == 256, "O += P V uses wgmma m64n256");
   static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);

@@ -1,14 +1,18 @@
-// Hopper warp-specialised split-KV decode kernel (v1): TMA loads into 128B-swizzled shared
+// Hopper warp-specialised split-KV decode kernel (v6): TMA loads into 128B-swizzled shared
 // memory, wgmma for Q·Kᵀ and P·V, mbarrier pipelines, setmaxnreg.
 //
 // Grid (num_sm_parts, m_blocks, h_kv), one CTA per SM, three warpgroups:
 //   producer   warp 0 walks the CTA's (sequence, page) list and TMA-loads each 64-token page
 //              (9 boxes of 64 channels) into one of two stages; for a sequence's partial last
 //              page it also zeroes the tokens past the end, so NaN there cannot reach P·V;
-//   consumer c (0, 1) computes S for tokens [32c, +32) of the page (Q·Kᵀ, 64 x 32), the
-//              consumers exchange their row maxima, each writes its half of P (bf16) to shared
-//              memory, and then O[:, 256c, +256) += P·V over all 64 tokens (v4: S once per
-//              page; v1 computed all of S in both consumers).
+//   consumers  take the pages of a segment in pairs (A, B). Consumer 0 owns page A: it computes
+//              S_A = Q·K_Aᵀ over the whole page, its softmax against the running row maximum,
+//              and publishes the new maximum and P_A (written over the page's RoPE channels,
+//              which nothing reads after Q·Kᵀ). Consumer 1 does the same for page B, starting
+//              from consumer 0's maximum. Each consumer keeps one half of the output,
+//              O[:, 256c, +256), and adds both pages to it: its own page's P from registers,
+//              the other's from shared memory. One consumer's softmax runs while the other's
+//              GEMMs occupy the tensor cores (docs/design.md, "Hopper kernel").
 // Segments, workspace slots and the epilogue follow the portable kernel (same combine kernel).
 #pragma once
 
@@ -31,35 +35,38 @@ using Cfg = HopperConfig;
 enum class Role : int { kProducer = 0, kConsumer0 = 1, kConsumer1 = 2 };
 // Named barrier ids (0 is __syncthreads).
 enum class NamedBarrier : int {
-  kConsumers = 1,     // Q tile rewritten at a segment start
-  kRowMax = 2,        // both halves' row maxima of this page written
-  kPReady = 3,        // both halves of P written
-  kRowSums = 4,       // both halves' row sums written (epilogue)
+  kConsumers = 1,  // Q tile rewritten at a segment start
+  kPageA = 2,      // consumer 0 -> 1: row maxima after page A and P_A written
+  kPageB = 3,      // consumer 1 -> 0: row maxima after page B and P_B written
+  kRowSums = 4,    // both halves' row sums written (epilogue)
 };
 
 struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
-  char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V
-  char* p;          // [64 rows][128 B], swizzled: P of the current page (bf16/fp16)
-  float* row_max;   // [2 consumers][64 rows] the page's row maxima of each half
-  float* row_sum;   // [2 consumers][64 rows] each half's row sums (epilogue)
-  uint64_t* full;   // [kStages] TMA bytes landed
+  char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V; P of
+                    // the page over sub-tile 8 once its Q·Kᵀ is done
+  float* row_max;   // [2 pages of the pair][64 rows] running row maximum after page A / B
+  float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
+  uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
   uint64_t* empty;  // [kStages] both consumers done with the stage (8 warp arrivals)
 
+  // `raw` is the dynamic shared-memory array: the base is aligned by an offset from it (not
+  // through an integer cast), so the compiler keeps the shared address space and emits
+  // LDS/STS rather than generic loads and stores.
   __device__ explicit Smem(char* raw) {
-    const uintptr_t base = (reinterpret_cast<uintptr_t>(raw) + Cfg::kSwizzleAtomBytes - 1) &
-                           ~uintptr_t(Cfg::kSwizzleAtomBytes - 1);
-    q = reinterpret_cast<char*>(base);
+    const uint32_t misalign = ptx::smem_addr(raw) & (Cfg::kSwizzleAtomBytes - 1);
+    q = raw + ((Cfg::kSwizzleAtomBytes - misalign) & (Cfg::kSwizzleAtomBytes - 1));
     kv = q + Cfg::kQBytes;
-    p = kv + Cfg::kKVBytes;
-    row_max = reinterpret_cast<float*>(p + Cfg::kPBytes);
+    row_max = reinterpret_cast<float*>(kv + Cfg::kKVBytes);
     row_sum = row_max + Cfg::kConsumers * Cfg::kBlockM;
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
-    ready = full + Cfg::kStages;
+    ready = full + Cfg::kStages * Cfg::kSubTiles;
     empty = ready + Cfg::kStages;
   }
   __device__ char* stage(int s) const { return kv + s * Cfg::kTileBytes; }
+  __device__ uint64_t* box_full(int s, int box) const { return full + s * Cfg::kSubTiles + box; }
+  __device__ char* p_tile(int s) const { return stage(s) + Cfg::kPSubTile * Cfg::kSubTileBytes; }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -88,16 +95,17 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
       if (lane == 0) {
         const int page = p.block_table[seg.batch * p.block_table_batch_stride +
                                        tile / Cfg::kPageBlock];
-        ptx::mbarrier_arrive_expect_tx(&s.full[stage], Cfg::kTileBytes);
 #pragma unroll
         for (int c = 0; c < Cfg::kSubTiles; ++c) {
-          ptx::tma_load_4d(s.stage(stage) + c * Cfg::kSubTileBytes, tmap, &s.full[stage],
+          uint64_t* bar = s.box_full(stage, c);
+          ptx::mbarrier_arrive_expect_tx(bar, Cfg::kSubTileBytes);
+          ptx::tma_load_4d(s.stage(stage) + c * Cfg::kSubTileBytes, tmap, bar,
                            c * Cfg::kSubTileCols, tile % Cfg::kPageBlock, g, page, policy);
         }
       }
       const int valid = seg.token_end - tile;
       if (valid < Cfg::kBlockN) {
-        ptx::mbarrier_wait(&s.full[stage], use & 1);
+        for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_wait(s.box_full(stage, c), use & 1);
         zero_page_tail(s.stage(stage), valid, lane);
         ptx::fence_proxy_async_shared();
         __syncwarp();
@@ -133,112 +141,151 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, char* sQ, int
   }
 }
 
-// S[64 x kBlockN] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared
-// memory.
+// S[64 x 64] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared memory.
+// The steps of each 64-channel box are issued once that box has landed (barrier boxes[box],
+// phase parity `parity`), so the GEMM starts on the first box. Issued and committed; the
+// caller waits.
 template <class Element>
-__device__ __forceinline__ void compute_scores(const char* sQ, const char* sKV, int consumer,
-                                               float (&s)[Cfg::kSAccum]) {
-  const int token_bytes = consumer * Cfg::kSTokens * Cfg::kRowBytes;  // whole swizzle atoms
-  ptx::wgmma_fence();
+__device__ __forceinline__ void issue_scores(const char* sQ, const char* sKV, const uint64_t* boxes,
+                                             uint32_t parity, float (&s)[Cfg::kSAccum]) {
+#pragma unroll
+  for (int k = 0; k < Cfg::kSAccum; ++k) s[k] = 0.f;
 #pragma unroll
   for (int k = 0; k < Cfg::kQkSteps; ++k) {
     const int sub = k / Cfg::kQkStepsPerSubTile;
+    if (k % Cfg::kQkStepsPerSubTile == 0) {
+      // The wait is a loop: the explicit fence after it keeps ptxas from inserting its own on
+      // that path and serialising the wgmmas (C7520).
+      ptx::mbarrier_wait(const_cast<uint64_t*>(boxes + sub), parity);
+      ptx::wgmma_fence();
+    }
     const int k_bytes = (k % Cfg::kQkStepsPerSubTile) * Cfg::kMmaK * Cfg::kElemBytes;
     // K-major, 128B swizzle: LBO unused (16), SBO = one 8-row swizzle atom.
     const uint64_t da = ptx::smem_descriptor(sQ + sub * Cfg::kQSubTileBytes + k_bytes, 16,
                                              Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-    const uint64_t db = ptx::smem_descriptor(sKV + sub * Cfg::kSubTileBytes + token_bytes + k_bytes,
-                                             16, Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-    ptx::wgmma_ss_m64n32k16(s, da, db, k > 0 ? 1u : 0u, Element{});
+    const uint64_t db = ptx::smem_descriptor(sKV + sub * Cfg::kSubTileBytes + k_bytes, 16,
+                                             Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+    ptx::wgmma_ss_m64n64k16(s, da, db, k > 0 ? 1u : 0u, Element{});
   }
   ptx::wgmma_commit();
-  ptx::wgmma_wait<0>();
 }
 
-// O[64 x 256] += P·V over kBlockN tokens: one wgmma step per 16 tokens, P (K-major) and V
-// (MN-major, transposed) both from shared memory.
+// V[k-step] descriptor: MN-major (transposed B), 128B swizzle, LBO = next 64-channel sub-tile,
+// SBO = next 8 tokens.
+__device__ __forceinline__ uint64_t v_descriptor(const char* sV, int k) {
+  return ptx::smem_descriptor(sV + k * Cfg::kMmaK * Cfg::kRowBytes, Cfg::kSubTileBytes,
+                              Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+}
+
+// O[64 x 256] += P·V over one page, P from shared memory (K-major, like a Q sub-tile).
 template <class Element>
-__device__ __forceinline__ void accumulate_pv(const char* sP, const char* sV,
-                                              float (&o)[Cfg::kOAccum]) {
+__device__ __forceinline__ void issue_pv_shared(const char* sP, const char* sV,
+                                                float (&o)[Cfg::kOAccum]) {
   ptx::wgmma_fence();
 #pragma unroll
   for (int k = 0; k < Cfg::kPvSteps; ++k) {
-    // P: K-major like Q. V: MN-major, 128B swizzle, LBO = next 64-channel sub-tile,
-    // SBO = next 8 tokens.
     const uint64_t da = ptx::smem_descriptor(sP + k * Cfg::kMmaK * Cfg::kElemBytes, 16,
                                              Cfg::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-    const uint64_t db = ptx::smem_descriptor(sV + k * Cfg::kMmaK * Cfg::kRowBytes,
-                                             Cfg::kSubTileBytes, Cfg::kSwizzleAtomBytes,
-                                             ptx::Swizzle::k128B);
-    ptx::wgmma_ss_m64n256k16(o, da, db, 1u, Element{});
+    ptx::wgmma_ss_m64n256k16(o, da, v_descriptor(sV, k), 1u, Element{});
   }
   ptx::wgmma_commit();
-  ptx::wgmma_wait<0>();
 }
 
-struct RowState {
-  float m[2];  // running max (base-2 domain) of rows r0 and r0 + 8, over the whole page
-  float l[2];  // running sum over this thread's columns of this consumer's half
-};
+// O[64 x 256] += P·V over one page, P from registers: k-step k takes the packed pairs of
+// S's n8 tiles 2k and 2k + 1, which is the wgmma A-fragment layout.
+template <class Element>
+__device__ __forceinline__ void issue_pv_registers(const uint32_t (&pr)[Cfg::kPRegs],
+                                                   const char* sV, float (&o)[Cfg::kOAccum]) {
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < Cfg::kPvSteps; ++k) {
+    const uint32_t a[4] = {pr[4 * k], pr[4 * k + 1], pr[4 * k + 2], pr[4 * k + 3]};
+    ptx::wgmma_rs_m64n256k16(o, a, v_descriptor(sV, k), 1u, Element{});
+  }
+  ptx::wgmma_commit();
+}
 
 // Where a thread's accumulator entries sit (wgmma m64nN): s[nt*4 + 2*half + e] is row
-// r_local + 8*half of the tile, column nt*8 + 2*(lane%4) + e of this consumer's 32 tokens.
+// r_local + 8*half of the tile, column nt*8 + 2*(lane%4) + e.
 struct Coord {
   int lane, r_local, consumer;
 };
 
-// Masks this half of the page, scales to the base-2 domain and publishes its row maxima.
-__device__ __forceinline__ void mask_and_publish_max(const DecodeParams& p, const Segment& seg,
-                                                     int tile_begin, int m_block, const Coord& c,
-                                                     const Smem& sm, float (&s)[Cfg::kSAccum]) {
+// Running softmax state of the two rows a thread holds, in the base-2 domain.
+struct RowState {
+  float m[2];  // running maximum, the same in both consumers after each page
+  float l[2];  // sum over this thread's columns of the pages this consumer owns, in m's frame
+};
+
+// exp2 reference point: a row with no key yet keeps P = 0 and a zero rescale, never NaN.
+__device__ __forceinline__ float softmax_ref(float m) { return m == -INFINITY ? 0.f : m; }
+
+// Softmax of the page this consumer owns, against the running maximum st.m:
+// masks, scales to the base-2 domain, takes the row maximum (the four threads of a quad hold a
+// row), writes P = exp2(s - m_new) packed to `pr` and to shared memory `sP` (swizzled, K-major),
+// publishes m_new in `row_max`, and returns the rescale exp2(m_old - m_new) of the state.
+template <class Element>
+__device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segment& seg, int tile,
+                                             int m_block, const Coord& c, float (&s)[Cfg::kSAccum],
+                                             RowState& st, uint32_t (&pr)[Cfg::kPRegs],
+                                             char* sP, float* row_max, float (&rescale)[2]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
     const int i = (m_block * Cfg::kBlockM + r) / p.heads_per_kv;
     const int limit = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
-    float mx = -INFINITY;
+    float mx = st.m[half];
 #pragma unroll
-    for (int nt = 0; nt < Cfg::kSTokens / 8; ++nt) {
+    for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int idx = nt * 4 + 2 * half + e;
-        const int token = tile_begin + c.consumer * Cfg::kSTokens + nt * 8 + 2 * (c.lane % 4) + e;
+        const int token = tile + nt * 8 + 2 * (c.lane % 4) + e;
         s[idx] = token < limit ? s[idx] * p.scale_log2 : -INFINITY;
         mx = fmaxf(mx, s[idx]);
       }
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    if (c.lane % 4 == 0) sm.row_max[c.consumer * Cfg::kBlockM + r] = mx;
-  }
-}
-
-// After the row-max exchange: the page maximum (the same in both consumers), the rescale of
-// the running state, P = exp2(s - m) written as 16-bit into this consumer's half of sP.
-template <class Element>
-__device__ __forceinline__ void softmax_to_shared(const Coord& c, const Smem& sm,
-                                                  float (&s)[Cfg::kSAccum], RowState& st,
-                                                  float (&rescale)[2]) {
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = c.r_local + 8 * half;
-    const float mx = fmaxf(sm.row_max[r], sm.row_max[Cfg::kBlockM + r]);
-    const float m_new = fmaxf(st.m[half], mx);
-    const float ref = m_new == -INFINITY ? 0.f : m_new;  // no key yet: keep P = 0, not NaN
+    const float ref = softmax_ref(mx);
     rescale[half] = exp2f(st.m[half] - ref);
     float sum = 0.f;
 #pragma unroll
-    for (int nt = 0; nt < Cfg::kSTokens / 8; ++nt) {
-      const int idx = nt * 4 + 2 * half;
-      const float p0 = exp2f(s[idx] - ref);
-      const float p1 = exp2f(s[idx + 1] - ref);
+    for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
+      const float p0 = exp2f(s[nt * 4 + 2 * half] - ref);
+      const float p1 = exp2f(s[nt * 4 + 2 * half + 1] - ref);
       sum += p0 + p1;
-      const int chunk = c.consumer * (Cfg::kSTokens / 8) + nt;  // 16-byte chunk of the row
-      *reinterpret_cast<uint32_t*>(sm.p + r * Cfg::kRowBytes + ((chunk ^ (r % 8)) * 16) +
-                                   (c.lane % 4) * 4) = ptx::pack2<Element>(p0, p1);
+      const uint32_t packed = ptx::pack2<Element>(p0, p1);
+      pr[nt * 2 + half] = packed;
+      *reinterpret_cast<uint32_t*>(sP + r * Cfg::kRowBytes + ((nt ^ (r % 8)) * 16) +
+                                   (c.lane % 4) * 4) = packed;
     }
     st.l[half] = st.l[half] * rescale[half] + sum;
+    st.m[half] = mx;
+    if (c.lane % 4 == 0) row_max[r] = mx;
+  }
+}
+
+// Takes the other consumer's published running maximum (after its page): returns the rescale
+// of this consumer's state and adopts the maximum.
+__device__ __forceinline__ void adopt_max(const Coord& c, const float* row_max, RowState& st,
+                                          float (&rescale)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const float m_new = row_max[c.r_local + 8 * half];
+    rescale[half] = exp2f(st.m[half] - softmax_ref(m_new));
+    st.l[half] *= rescale[half];
     st.m[half] = m_new;
+  }
+}
+
+__device__ __forceinline__ void rescale_output(float (&o)[Cfg::kOAccum], const float (&f)[2]) {
+#pragma unroll
+  for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
+    o[nt * 4 + 0] *= f[0];
+    o[nt * 4 + 1] *= f[0];
+    o[nt * 4 + 2] *= f[1];
+    o[nt * 4 + 3] *= f[1];
   }
 }
 
@@ -248,7 +295,7 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
                                              const RowState& st, const float (&o)[Cfg::kOAccum]) {
   const bool split = seg.slot >= 0;
   const int consumer = c.consumer, lane = c.lane;
-  // Each consumer summed its half of every page: publish the halves, add them in a fixed order
+  // Each consumer summed the pages it owns: publish the halves, add them in a fixed order
   // (the same in both consumers, so both normalise identically).
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -297,15 +344,121 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
   }
 }
 
+// The consumers' view of the KV stages: page `it` of the CTA's walk sits in stage it % 2.
+// Both consumers wait on every page they read (the owner for Q·Kᵀ, the other for P·V), so
+// each sees the TMA bytes through its own barriers. A full page completes one phase of each
+// box barrier per use of the stage; a partial page is read only after the producer zeroed its
+// tail and arrived on `ready`.
+struct StageWalk {
+  uint32_t ready_parity = 0;  // bit s: parity of the next `ready` phase of stage s
+
+  __device__ void wait_ready(const Smem& s, int it) {
+    const int stage = it % Cfg::kStages;
+    ptx::mbarrier_wait(&s.ready[stage], (ready_parity >> stage) & 1u);
+    ready_parity ^= 1u << stage;
+  }
+  __device__ static uint32_t parity(int it) { return (it / Cfg::kStages) & 1; }
+
+  // S of page `it` (the owner): box by box; a partial page first waits for `ready` (its boxes
+  // have all landed by then).
+  template <class Element>
+  __device__ void issue_scores_for(const Smem& s, int it, bool partial, float (&sc)[Cfg::kSAccum]) {
+    const int stage = it % Cfg::kStages;
+    if (partial) wait_ready(s, it);
+    issue_scores<Element>(s.q, s.stage(stage), s.box_full(stage, 0), parity(it), sc);
+  }
+  // Before the other consumer's P·V on page `it`: its 8 value boxes.
+  __device__ void wait_values(const Smem& s, int it, bool partial) {
+    if (partial) return wait_ready(s, it);
+    const int stage = it % Cfg::kStages;
+#pragma unroll
+    for (int c = 0; c < Cfg::kPSubTile; ++c) ptx::mbarrier_wait(s.box_full(stage, c), parity(it));
+  }
+  __device__ static void release(const Smem& s, int it, int lane) {
+    __syncwarp();
+    if (lane == 0) ptx::mbarrier_arrive(&s.empty[it % Cfg::kStages]);
+  }
+};
+
+// One pair of pages (A at `tile`, B at tile + 64 if has_b) for consumer 0, which owns page A
+// and the left half of O.
+template <class Element>
+__device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem& s,
+                                               const Segment& seg, int tile, bool has_b, int it,
+                                               int m_block, const Coord& c, StageWalk& walk,
+                                               RowState& st, float (&o)[Cfg::kOAccum]) {
+  constexpr int kPair = Cfg::kConsumers * Cfg::kWarpgroupThreads;
+  const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
+  float sc[Cfg::kSAccum];
+  walk.issue_scores_for<Element>(s, it, seg.token_end - tile < Cfg::kBlockN, sc);
+  ptx::wgmma_wait<0>();
+  uint32_t pr[Cfg::kPRegs];
+  float rescale[2];
+  page_softmax<Element>(p, seg, tile, m_block, c, sc, st, pr, s.p_tile(stage_a), s.row_max,
+                        rescale);
+  ptx::fence_proxy_async_shared();  // P_A written by threads, read by consumer 1's wgmma
+  ptx::named_barrier_arrive(static_cast<int>(NamedBarrier::kPageA), kPair);
+  rescale_output(o, rescale);
+  issue_pv_registers<Element>(pr, s.stage(stage_a), o);
+  ptx::wgmma_wait<0>();
+  StageWalk::release(s, it, c.lane);  // before waiting on consumer 1: the next load starts
+  if (has_b) {
+    walk.wait_values(s, it + 1, seg.token_end - tile - Cfg::kBlockN < Cfg::kBlockN);
+    ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPageB), kPair);
+    adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
+    rescale_output(o, rescale);
+    issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
+    ptx::wgmma_wait<0>();
+    StageWalk::release(s, it + 1, c.lane);
+  }
+}
+
+// The same pair for consumer 1, which owns page B and the right half of O.
+template <class Element>
+__device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem& s,
+                                               const Segment& seg, int tile, bool has_b, int it,
+                                               int m_block, const Coord& c, StageWalk& walk,
+                                               RowState& st, float (&o)[Cfg::kOAccum]) {
+  constexpr int kPair = Cfg::kConsumers * Cfg::kWarpgroupThreads;
+  constexpr int kRight = Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes;  // V columns 256..511
+  const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
+  float sc[Cfg::kSAccum];
+  if (has_b) {
+    walk.issue_scores_for<Element>(s, it + 1, seg.token_end - tile - Cfg::kBlockN < Cfg::kBlockN,
+                                   sc);
+    ptx::wgmma_wait<0>();
+  }
+  walk.wait_values(s, it, seg.token_end - tile < Cfg::kBlockN);
+  ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPageA), kPair);
+  float rescale[2];
+  adopt_max(c, s.row_max, st, rescale);
+  rescale_output(o, rescale);
+  issue_pv_shared<Element>(s.p_tile(stage_a), s.stage(stage_a) + kRight, o);
+  uint32_t pr[Cfg::kPRegs];
+  if (has_b) {
+    page_softmax<Element>(p, seg, tile + Cfg::kBlockN, m_block, c, sc, st, pr,
+                          s.p_tile(stage_b), s.row_max + Cfg::kBlockM, rescale);
+    ptx::fence_proxy_async_shared();  // P_B written by threads, read by consumer 0's wgmma
+    ptx::named_barrier_arrive(static_cast<int>(NamedBarrier::kPageB), kPair);
+  }
+  ptx::wgmma_wait<0>();
+  StageWalk::release(s, it, c.lane);
+  if (has_b) {
+    rescale_output(o, rescale);
+    issue_pv_registers<Element>(pr, s.stage(stage_b) + kRight, o);
+    ptx::wgmma_wait<0>();
+    StageWalk::release(s, it + 1, c.lane);
+  }
+}
+
 template <class Element>
 __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, int part, int m_block,
                                         int g, int consumer, int t) {
   const Coord c = {t % 32, (t / 32) * 16 + (t % 32) / 4, consumer};
-  const int lane = c.lane;
   const int ctid = consumer * Cfg::kWarpgroupThreads + t;
   constexpr int kConsumerThreads = Cfg::kConsumers * Cfg::kWarpgroupThreads;
   int it = 0;
-  uint32_t ready_parity = 0;  // bit s: parity of the next `ready` phase of stage s
+  StageWalk walk;
   for_each_segment(p, part, [&](const Segment& seg) {
     // Both consumers are past the previous segment's last wgmma on Q.
     ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
@@ -317,36 +470,14 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
     float o[Cfg::kOAccum];
 #pragma unroll
     for (int k = 0; k < Cfg::kOAccum; ++k) o[k] = 0.f;
-    for (int tile = seg.token_begin; tile < seg.token_end; tile += Cfg::kBlockN, ++it) {
-      const int stage = it % Cfg::kStages;
-      if (seg.token_end - tile < Cfg::kBlockN) {
-        ptx::mbarrier_wait(&s.ready[stage], (ready_parity >> stage) & 1u);
-        ready_parity ^= 1u << stage;
+    for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
+      const bool has_b = tile + Cfg::kBlockN < seg.token_end;
+      if (consumer == 0) {
+        pair_consumer0<Element>(p, s, seg, tile, has_b, it, m_block, c, walk, st, o);
       } else {
-        ptx::mbarrier_wait(&s.full[stage], (it / Cfg::kStages) & 1);
+        pair_consumer1<Element>(p, s, seg, tile, has_b, it, m_block, c, walk, st, o);
       }
-      const char* sKV = s.stage(stage);
-      float sc[Cfg::kSAccum];
-#pragma unroll
-      for (int k = 0; k < Cfg::kSAccum; ++k) sc[k] = 0.f;
-      compute_scores<Element>(s.q, sKV, consumer, sc);
-      mask_and_publish_max(p, seg, tile, m_block, c, s, sc);
-      ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kRowMax), kConsumerThreads);
-      float rescale[2];
-      softmax_to_shared<Element>(c, s, sc, st, rescale);
-      ptx::fence_proxy_async_shared();  // P written by threads, read by wgmma
-#pragma unroll
-      for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
-        o[nt * 4 + 0] *= rescale[0];
-        o[nt * 4 + 1] *= rescale[0];
-        o[nt * 4 + 2] *= rescale[1];
-        o[nt * 4 + 3] *= rescale[1];
-      }
-      ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPReady), kConsumerThreads);
-      accumulate_pv<Element>(s.p, sKV + consumer * Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes,
-                             o);
-      __syncwarp();
-      if (lane == 0) ptx::mbarrier_arrive(&s.empty[stage]);
+      it += has_b ? 2 : 1;
     }
     write_output<Element>(p, seg, g, m_block, c, s, st, o);
   });
@@ -366,7 +497,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < Cfg::kStages; ++st) {
-      ptx::mbarrier_init(&s.full[st], 1);
+      for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
       ptx::mbarrier_init(&s.ready[st], 1);
       ptx::mbarrier_init(&s.empty[st], Cfg::kConsumers * Cfg::kWarpgroupThreads / 32);
     }
