@@ -35,7 +35,7 @@ void usage(const char* argv0) {
       "                     dtype=bf16|fp16[,long=N]  (repeatable; varlen=2: b-1 sequences of\n"
       "                     s_k tokens and one of `long` tokens, default 64*s_k)\n"
       "options:\n"
-      "  --kernel K         auto|portable|all (default auto)\n"
+      "  --kernel K         auto|portable|hopper|all (default auto)\n"
       "  --reps N           timed repetitions per case, median reported (default 50)\n"
       "  --warmup N         untimed runs before timing (default 10)\n"
       "  --verify-rows N    output rows checked against the float64 reference (default 8)\n"
