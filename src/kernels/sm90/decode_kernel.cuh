@@ -36,9 +36,7 @@ enum class Role : int { kProducer = 0, kConsumer0 = 1, kConsumer1 = 2 };
 // Named barrier ids (0 is __syncthreads).
 enum class NamedBarrier : int {
   kConsumers = 1,  // Q tile rewritten at a segment start
-  kPageA = 2,      // consumer 0 -> 1: row maxima after page A and P_A written
-  kPageB = 3,      // consumer 1 -> 0: row maxima after page B and P_B written
-  kRowSums = 4,    // both halves' row sums written (epilogue)
+  kRowSums = 2,    // both halves' row sums written (epilogue)
 };
 
 struct Smem {
@@ -49,7 +47,11 @@ struct Smem {
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
-  uint64_t* empty;  // [kStages] both consumers done with the stage (8 warp arrivals)
+  uint64_t* empty;  // [kStages] both consumers done with the stage (256 thread arrivals)
+  // Hand-offs between the consumers, one phase per pair (every consumer thread arrives after
+  // its own writes, so each write is released by its writer):
+  uint64_t* page_a;  // consumer 0 -> 1: row maxima after page A and P_A written (128 arrivals)
+  uint64_t* page_b;  // consumer 1 -> 0: row maxima after page B and P_B written (128 arrivals)
 
   // `raw` is the dynamic shared-memory array: the base is aligned by an offset from it (not
   // through an integer cast), so the compiler keeps the shared address space and emits
@@ -63,6 +65,8 @@ struct Smem {
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
     ready = full + Cfg::kStages * Cfg::kSubTiles;
     empty = ready + Cfg::kStages;
+    page_a = empty + Cfg::kStages;
+    page_b = page_a + 1;
   }
   __device__ char* stage(int s) const { return kv + s * Cfg::kTileBytes; }
   __device__ uint64_t* box_full(int s, int box) const { return full + s * Cfg::kSubTiles + box; }
@@ -108,8 +112,7 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
         for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_wait(s.box_full(stage, c), use & 1);
         zero_page_tail(s.stage(stage), valid, lane);
         ptx::fence_proxy_async_shared();
-        __syncwarp();
-        if (lane == 0) ptx::mbarrier_arrive(&s.ready[stage]);
+        ptx::mbarrier_arrive(&s.ready[stage]);  // every lane: each releases its own zeros
       }
     }
   });
@@ -351,6 +354,8 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
 // tail and arrived on `ready`.
 struct StageWalk {
   uint32_t ready_parity = 0;  // bit s: parity of the next `ready` phase of stage s
+  uint32_t page_a_parity = 0;  // parity of the next page_a / page_b hand-off (consumer 1 / 0)
+  uint32_t page_b_parity = 0;
 
   __device__ void wait_ready(const Smem& s, int it) {
     const int stage = it % Cfg::kStages;
@@ -374,9 +379,9 @@ struct StageWalk {
 #pragma unroll
     for (int c = 0; c < Cfg::kPSubTile; ++c) ptx::mbarrier_wait(s.box_full(stage, c), parity(it));
   }
-  __device__ static void release(const Smem& s, int it, int lane) {
-    __syncwarp();
-    if (lane == 0) ptx::mbarrier_arrive(&s.empty[it % Cfg::kStages]);
+  // Every consumer thread arrives: its P writes into the stage are released by itself.
+  __device__ static void release(const Smem& s, int it) {
+    ptx::mbarrier_arrive(&s.empty[it % Cfg::kStages]);
   }
 };
 
@@ -387,7 +392,6 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
                                                const Segment& seg, int tile, bool has_b, int it,
                                                int m_block, const Coord& c, StageWalk& walk,
                                                RowState& st, float (&o)[Cfg::kOAccum]) {
-  constexpr int kPair = Cfg::kConsumers * Cfg::kWarpgroupThreads;
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
   walk.issue_scores_for<Element>(s, it, seg.token_end - tile < Cfg::kBlockN, sc);
@@ -397,19 +401,20 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   page_softmax<Element>(p, seg, tile, m_block, c, sc, st, pr, s.p_tile(stage_a), s.row_max,
                         rescale);
   ptx::fence_proxy_async_shared();  // P_A written by threads, read by consumer 1's wgmma
-  ptx::named_barrier_arrive(static_cast<int>(NamedBarrier::kPageA), kPair);
+  ptx::mbarrier_arrive(s.page_a);
   rescale_output(o, rescale);
   issue_pv_registers<Element>(pr, s.stage(stage_a), o);
   ptx::wgmma_wait<0>();
-  StageWalk::release(s, it, c.lane);  // before waiting on consumer 1: the next load starts
+  StageWalk::release(s, it);  // before waiting on consumer 1: the next load starts
   if (has_b) {
     walk.wait_values(s, it + 1, seg.token_end - tile - Cfg::kBlockN < Cfg::kBlockN);
-    ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPageB), kPair);
+    ptx::mbarrier_wait(s.page_b, walk.page_b_parity);
+    walk.page_b_parity ^= 1u;
     adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
     rescale_output(o, rescale);
     issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
     ptx::wgmma_wait<0>();
-    StageWalk::release(s, it + 1, c.lane);
+    StageWalk::release(s, it + 1);
   }
 }
 
@@ -419,7 +424,6 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
                                                const Segment& seg, int tile, bool has_b, int it,
                                                int m_block, const Coord& c, StageWalk& walk,
                                                RowState& st, float (&o)[Cfg::kOAccum]) {
-  constexpr int kPair = Cfg::kConsumers * Cfg::kWarpgroupThreads;
   constexpr int kRight = Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes;  // V columns 256..511
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
@@ -429,7 +433,8 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
     ptx::wgmma_wait<0>();
   }
   walk.wait_values(s, it, seg.token_end - tile < Cfg::kBlockN);
-  ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kPageA), kPair);
+  ptx::mbarrier_wait(s.page_a, walk.page_a_parity);
+  walk.page_a_parity ^= 1u;
   float rescale[2];
   adopt_max(c, s.row_max, st, rescale);
   rescale_output(o, rescale);
@@ -439,15 +444,15 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
     page_softmax<Element>(p, seg, tile + Cfg::kBlockN, m_block, c, sc, st, pr,
                           s.p_tile(stage_b), s.row_max + Cfg::kBlockM, rescale);
     ptx::fence_proxy_async_shared();  // P_B written by threads, read by consumer 0's wgmma
-    ptx::named_barrier_arrive(static_cast<int>(NamedBarrier::kPageB), kPair);
+    ptx::mbarrier_arrive(s.page_b);
   }
   ptx::wgmma_wait<0>();
-  StageWalk::release(s, it, c.lane);
+  StageWalk::release(s, it);
   if (has_b) {
     rescale_output(o, rescale);
     issue_pv_registers<Element>(pr, s.stage(stage_b) + kRight, o);
     ptx::wgmma_wait<0>();
-    StageWalk::release(s, it + 1, c.lane);
+    StageWalk::release(s, it + 1);
   }
 }
 
@@ -498,9 +503,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int st = 0; st < Cfg::kStages; ++st) {
       for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
-      ptx::mbarrier_init(&s.ready[st], 1);
-      ptx::mbarrier_init(&s.empty[st], Cfg::kConsumers * Cfg::kWarpgroupThreads / 32);
+      ptx::mbarrier_init(&s.ready[st], 32);
+      ptx::mbarrier_init(&s.empty[st], Cfg::kConsumers * Cfg::kWarpgroupThreads);
     }
+    ptx::mbarrier_init(s.page_a, Cfg::kWarpgroupThreads);
+    ptx::mbarrier_init(s.page_b, Cfg::kWarpgroupThreads);
     ptx::fence_mbarrier_init();
     ptx::prefetch_tensor_map(&tmap_kv);
   }
