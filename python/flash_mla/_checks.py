@@ -66,12 +66,19 @@ def _row_strides(t: torch.Tensor, arg: str) -> None:
                 f"elements (16-byte aligned rows), got strides {list(t.stride())}")
 
 
-def _int32_vector(t, arg: str, device: torch.device | None, layout: str) -> None:
+def _device_tensor(t, arg: str, device: torch.device | None, dtypes: tuple, rank: int,
+                   layout: str) -> None:
+    """A CUDA tensor (on `device` when given) of one of `dtypes`, `rank` dimensions, stride 1
+    in the last; the checks in the order their errors are reported."""
     _tensor(t, arg)
     _cuda(t, arg, device)
-    _dtype(t, arg, (torch.int32,))
-    _rank(t, arg, 1, layout)
+    _dtype(t, arg, dtypes)
+    _rank(t, arg, rank, layout)
     _inner_dense(t, arg)
+
+
+def _int32_vector(t, arg: str, device: torch.device | None, layout: str) -> None:
+    _device_tensor(t, arg, device, (torch.int32,), 1, layout)
 
 
 def check_metadata_args(cache_seqlens, num_q_tokens_per_head_k, num_heads_k) -> None:
@@ -105,23 +112,16 @@ def check_metadata_buffers(cache_seqlens, tile_scheduler_metadata, num_splits) -
 
 def check_query_and_cache(q, k_cache) -> None:
     """q [b, s_q, h_q, 576] and k_cache [num_blocks, 64, h_kv, 576] on one CUDA device."""
-    _tensor(q, "q")
-    _cuda(q, "q")
+    _device_tensor(q, "q", None, FLOAT_TYPES, 4, "[b, s_q, h_q, 576]")
     device = q.device
-    _dtype(q, "q", FLOAT_TYPES)
-    _rank(q, "q", 4, "[b, s_q, h_q, 576]")
-    _inner_dense(q, "q")
     _size(q, "q", 3, HEAD_DIM, "the MLA head dim: 512 latent + 64 RoPE channels")
     _row_strides(q, "q")
     if min(q.shape[:3]) < 1:
         raise ValueError(f"q: expected b, s_q and h_q of at least 1, got shape {list(q.shape)}")
     h_q = q.shape[2]
 
-    _tensor(k_cache, "k_cache")
-    _cuda(k_cache, "k_cache", device)
-    _dtype(k_cache, "k_cache", (q.dtype,))
-    _rank(k_cache, "k_cache", 4, "[num_blocks, page_block_size, h_kv, 576]")
-    _inner_dense(k_cache, "k_cache")
+    _device_tensor(k_cache, "k_cache", device, (q.dtype,), 4,
+                   "[num_blocks, page_block_size, h_kv, 576]")
     _size(k_cache, "k_cache", 1, PAGE_BLOCK_SIZE, "page_block_size")
     _size(k_cache, "k_cache", 3, HEAD_DIM, "the head dim of q")
     _row_strides(k_cache, "k_cache")
@@ -150,11 +150,8 @@ def check_decode_args(q, k_cache, block_table, cache_seqlens, head_dim_v,
     if head_dim_v != HEAD_DIM_V:
         raise ValueError(f"head_dim_v: expected {HEAD_DIM_V}, got {head_dim_v}")
 
-    _tensor(block_table, "block_table")
-    _cuda(block_table, "block_table", device)
-    _dtype(block_table, "block_table", (torch.int32,))
-    _rank(block_table, "block_table", 2, "[b, max_blocks_per_seq]")
-    _inner_dense(block_table, "block_table")
+    _device_tensor(block_table, "block_table", device, (torch.int32,), 2,
+                   "[b, max_blocks_per_seq]")
     _size(block_table, "block_table", 0, b, "b, the batch of q")
     if block_table.shape[1] < 1:
         raise ValueError("block_table: expected at least one column, got shape "

@@ -31,6 +31,7 @@ struct HopperConfig {
   static constexpr int kWarpgroupThreads = 128;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;  // 384
+  static constexpr int kProducerLanes = 32;  // the producer warpgroup's one working warp
   static constexpr int kColsPerConsumer = kHeadDimV / kConsumers;       // 256
   static constexpr int kSubTilesPerConsumerV = kColsPerConsumer / kSubTileCols;  // 4
 

@@ -73,17 +73,25 @@ struct Smem {
   __device__ char* p_tile(int s) const { return stage(s) + Cfg::kPSubTile * Cfg::kSubTileBytes; }
 };
 
+// A sequence's last page may hold fewer than kBlockN tokens; it is zeroed past the end before
+// any P·V reads it (`ready`).
+__device__ __forceinline__ bool partial_page(const Segment& seg, int tile) {
+  return seg.token_end - tile < Cfg::kBlockN;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Producer
 // ---------------------------------------------------------------------------------------------
 __device__ __forceinline__ void zero_page_tail(char* stage, int valid, int lane) {
   // Whole 128-byte rows: the swizzle permutes chunks within a row only.
-  const int chunks = (Cfg::kBlockN - valid) * Cfg::kSubTiles * (Cfg::kRowBytes / 16);
-  for (int c = lane; c < chunks; c += 32) {
-    const int row = valid + c / (Cfg::kSubTiles * 8);
-    const int rem = c % (Cfg::kSubTiles * 8);
-    *reinterpret_cast<uint4*>(stage + (rem / 8) * Cfg::kSubTileBytes + row * Cfg::kRowBytes +
-                              (rem % 8) * 16) = make_uint4(0, 0, 0, 0);
+  constexpr int kChunksPerRow = Cfg::kRowBytes / 16;  // 16-byte stores per 128-byte row
+  const int chunks = (Cfg::kBlockN - valid) * Cfg::kSubTiles * kChunksPerRow;
+  for (int c = lane; c < chunks; c += Cfg::kProducerLanes) {
+    const int row = valid + c / (Cfg::kSubTiles * kChunksPerRow);
+    const int rem = c % (Cfg::kSubTiles * kChunksPerRow);
+    *reinterpret_cast<uint4*>(stage + (rem / kChunksPerRow) * Cfg::kSubTileBytes +
+                              row * Cfg::kRowBytes + (rem % kChunksPerRow) * 16) =
+        make_uint4(0, 0, 0, 0);
   }
 }
 
@@ -107,10 +115,9 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
                            c * Cfg::kSubTileCols, tile % Cfg::kPageBlock, g, page, policy);
         }
       }
-      const int valid = seg.token_end - tile;
-      if (valid < Cfg::kBlockN) {
+      if (partial_page(seg, tile)) {
         for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_wait(s.box_full(stage, c), use & 1);
-        zero_page_tail(s.stage(stage), valid, lane);
+        zero_page_tail(s.stage(stage), seg.token_end - tile, lane);
         ptx::fence_proxy_async_shared();
         ptx::mbarrier_arrive(&s.ready[stage]);  // every lane: each releases its own zeros
       }
@@ -127,7 +134,8 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, char* sQ, int
                                             int m_block, int ctid) {
   const Element* gQ = static_cast<const Element*>(p.q);
   constexpr int kChunksPerRow = Cfg::kHeadDim * Cfg::kElemBytes / 16;  // 72
-  for (int c = ctid; c < Cfg::kBlockM * kChunksPerRow; c += Cfg::kConsumers * 128) {
+  for (int c = ctid; c < Cfg::kBlockM * kChunksPerRow;
+       c += Cfg::kConsumers * Cfg::kWarpgroupThreads) {
     const int r = c / kChunksPerRow;
     const int cc = c % kChunksPerRow;
     const int row = m_block * Cfg::kBlockM + r;
@@ -364,20 +372,30 @@ struct StageWalk {
   }
   __device__ static uint32_t parity(int it) { return (it / Cfg::kStages) & 1; }
 
-  // S of page `it` (the owner): box by box; a partial page first waits for `ready` (its boxes
-  // have all landed by then).
+  // S of page `it` (the owner), starting at token `tile`: box by box; a partial page first
+  // waits for `ready` (its boxes have all landed by then).
   template <class Element>
-  __device__ void issue_scores_for(const Smem& s, int it, bool partial, float (&sc)[Cfg::kSAccum]) {
+  __device__ void issue_scores_for(const Smem& s, int it, const Segment& seg, int tile,
+                                   float (&sc)[Cfg::kSAccum]) {
     const int stage = it % Cfg::kStages;
-    if (partial) wait_ready(s, it);
+    if (partial_page(seg, tile)) wait_ready(s, it);
     issue_scores<Element>(s.q, s.stage(stage), s.box_full(stage, 0), parity(it), sc);
   }
   // Before the other consumer's P·V on page `it`: its 8 value boxes.
-  __device__ void wait_values(const Smem& s, int it, bool partial) {
-    if (partial) return wait_ready(s, it);
+  __device__ void wait_values(const Smem& s, int it, const Segment& seg, int tile) {
+    if (partial_page(seg, tile)) return wait_ready(s, it);
     const int stage = it % Cfg::kStages;
 #pragma unroll
     for (int c = 0; c < Cfg::kPSubTile; ++c) ptx::mbarrier_wait(s.box_full(stage, c), parity(it));
+  }
+  // The other consumer's hand-off of this pair (consumer 1 waits on page_a, 0 on page_b).
+  __device__ void wait_page_a(const Smem& s) {
+    ptx::mbarrier_wait(s.page_a, page_a_parity);
+    page_a_parity ^= 1u;
+  }
+  __device__ void wait_page_b(const Smem& s) {
+    ptx::mbarrier_wait(s.page_b, page_b_parity);
+    page_b_parity ^= 1u;
   }
   // Every consumer thread arrives: its P writes into the stage are released by itself.
   __device__ static void release(const Smem& s, int it) {
@@ -394,7 +412,7 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
                                                RowState& st, float (&o)[Cfg::kOAccum]) {
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
-  walk.issue_scores_for<Element>(s, it, seg.token_end - tile < Cfg::kBlockN, sc);
+  walk.issue_scores_for<Element>(s, it, seg, tile, sc);
   ptx::wgmma_wait<0>();
   uint32_t pr[Cfg::kPRegs];
   float rescale[2];
@@ -405,11 +423,10 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   rescale_output(o, rescale);
   issue_pv_registers<Element>(pr, s.stage(stage_a), o);
   ptx::wgmma_wait<0>();
-  StageWalk::release(s, it);  // before waiting on consumer 1: the next load starts
+  StageWalk::release(s, it);  // consumer 0's share of stage A does not wait for page B
   if (has_b) {
-    walk.wait_values(s, it + 1, seg.token_end - tile - Cfg::kBlockN < Cfg::kBlockN);
-    ptx::mbarrier_wait(s.page_b, walk.page_b_parity);
-    walk.page_b_parity ^= 1u;
+    walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN);
+    walk.wait_page_b(s);
     adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
     rescale_output(o, rescale);
     issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
@@ -428,13 +445,11 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
   if (has_b) {
-    walk.issue_scores_for<Element>(s, it + 1, seg.token_end - tile - Cfg::kBlockN < Cfg::kBlockN,
-                                   sc);
+    walk.issue_scores_for<Element>(s, it + 1, seg, tile + Cfg::kBlockN, sc);
     ptx::wgmma_wait<0>();
   }
-  walk.wait_values(s, it, seg.token_end - tile < Cfg::kBlockN);
-  ptx::mbarrier_wait(s.page_a, walk.page_a_parity);
-  walk.page_a_parity ^= 1u;
+  walk.wait_values(s, it, seg, tile);
+  walk.wait_page_a(s);
   float rescale[2];
   adopt_max(c, s.row_max, st, rescale);
   rescale_output(o, rescale);
@@ -503,7 +518,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int st = 0; st < Cfg::kStages; ++st) {
       for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
-      ptx::mbarrier_init(&s.ready[st], 32);
+      ptx::mbarrier_init(&s.ready[st], Cfg::kProducerLanes);
       ptx::mbarrier_init(&s.empty[st], Cfg::kConsumers * Cfg::kWarpgroupThreads);
     }
     ptx::mbarrier_init(s.page_a, Cfg::kWarpgroupThreads);
@@ -515,7 +530,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   if (role == Role::kProducer) {
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    if (threadIdx.x / 32 == 0) produce(p, &tmap_kv, s, part, g, threadIdx.x % 32);
+    // One warp produces; its lanes all zero partial pages and arrive on `ready`.
+    if (threadIdx.x / Cfg::kProducerLanes == 0) {
+      produce(p, &tmap_kv, s, part, g, threadIdx.x % Cfg::kProducerLanes);
+    }
   } else {
     ptx::setmaxnreg_inc<Cfg::kConsumerRegs>();
     const int consumer = static_cast<int>(role) - static_cast<int>(Role::kConsumer0);
