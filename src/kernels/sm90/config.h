@@ -62,9 +62,10 @@ struct HopperConfig {
   static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
   static constexpr size_t kKVBytes = size_t(kStages) * kTileBytes;
   static constexpr size_t kRowStatBytes = size_t(kConsumers) * kBlockM * sizeof(float);
-  // full: one per TMA box (Q K^T starts on the first box), ready and empty: one per stage.
-  // Two more for the consumers' per-pair hand-offs.
-  static constexpr size_t kBarrierBytes = ((kSubTiles + 2) * kStages + 2) * sizeof(uint64_t);
+  // full: one per TMA box (Q K^T starts on the first box), ready: one per stage, empty: one
+  // per stage and consumer. Two more for the consumers' per-pair hand-offs.
+  static constexpr size_t kBarrierBytes =
+      ((kSubTiles + 1 + kConsumers) * kStages + 2) * sizeof(uint64_t);
   static constexpr size_t kSmemBytes =
       kQBytes + kKVBytes + 2 * kRowStatBytes + kBarrierBytes + kSwizzleAtomBytes;
 

@@ -47,7 +47,10 @@ struct Smem {
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
-  uint64_t* empty;  // [kStages] both consumers done with the stage (256 thread arrivals)
+  uint64_t* empty;  // [kStages][2] consumer c done with its share of the stage (128 arrivals):
+                    // consumer 0's frees boxes 0-3 (V columns 0..255), consumer 1's with it
+                    // frees boxes 4-8, so the next page's first boxes load while consumer 1
+                    // still reads the stage
   // Hand-offs between the consumers, one phase per pair (every consumer thread arrives after
   // its own writes, so each write is released by its writer):
   uint64_t* page_a;  // consumer 0 -> 1: row maxima after page A and P_A written (128 arrivals)
@@ -65,12 +68,15 @@ struct Smem {
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
     ready = full + Cfg::kStages * Cfg::kSubTiles;
     empty = ready + Cfg::kStages;
-    page_a = empty + Cfg::kStages;
+    page_a = empty + Cfg::kStages * Cfg::kConsumers;
     page_b = page_a + 1;
   }
   __device__ char* stage(int s) const { return kv + s * Cfg::kTileBytes; }
   __device__ uint64_t* box_full(int s, int box) const { return full + s * Cfg::kSubTiles + box; }
   __device__ char* p_tile(int s) const { return stage(s) + Cfg::kPSubTile * Cfg::kSubTileBytes; }
+  __device__ uint64_t* stage_empty(int s, int consumer) const {
+    return empty + s * Cfg::kConsumers + consumer;
+  }
 };
 
 // A sequence's last page may hold fewer than kBlockN tokens; it is zeroed past the end before
@@ -103,12 +109,16 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
     for (int tile = seg.token_begin; tile < seg.token_end; tile += Cfg::kBlockN, ++it) {
       const int stage = it % Cfg::kStages;
       const uint32_t use = it / Cfg::kStages;
-      if (use > 0) ptx::mbarrier_wait(&s.empty[stage], (use - 1) & 1);
-      if (lane == 0) {
-        const int page = p.block_table[seg.batch * p.block_table_batch_stride +
-                                       tile / Cfg::kPageBlock];
-#pragma unroll
-        for (int c = 0; c < Cfg::kSubTiles; ++c) {
+      const int page = p.block_table[seg.batch * p.block_table_batch_stride +
+                                     tile / Cfg::kPageBlock];
+      // Boxes 0-3 (V columns 0..255) are read last by consumer 0, whatever page of the pair the
+      // stage held; boxes 4-7 by consumer 1; box 8 (RoPE, then P) by either, so it waits for
+      // both. Page A's boxes 0-3 are free one P·V before the rest of the stage.
+      for (int c = 0; c < Cfg::kSubTiles; ++c) {
+        if (use > 0 && (c == 0 || c == Cfg::kSubTilesPerConsumerV)) {
+          ptx::mbarrier_wait(s.stage_empty(stage, c == 0 ? 0 : 1), (use - 1) & 1);
+        }
+        if (lane == 0) {
           uint64_t* bar = s.box_full(stage, c);
           ptx::mbarrier_arrive_expect_tx(bar, Cfg::kSubTileBytes);
           ptx::tma_load_4d(s.stage(stage) + c * Cfg::kSubTileBytes, tmap, bar,
@@ -381,12 +391,16 @@ struct StageWalk {
     if (partial_page(seg, tile)) wait_ready(s, it);
     issue_scores<Element>(s.q, s.stage(stage), s.box_full(stage, 0), parity(it), sc);
   }
-  // Before the other consumer's P·V on page `it`: its 8 value boxes.
-  __device__ void wait_values(const Smem& s, int it, const Segment& seg, int tile) {
+  // Before the other consumer's P·V on page `it`: the 4 value boxes of its half of O, and no
+  // others: the owner may already have released the other half, whose barriers then move on to
+  // the next page.
+  __device__ void wait_values(const Smem& s, int it, const Segment& seg, int tile, int consumer) {
     if (partial_page(seg, tile)) return wait_ready(s, it);
     const int stage = it % Cfg::kStages;
 #pragma unroll
-    for (int c = 0; c < Cfg::kPSubTile; ++c) ptx::mbarrier_wait(s.box_full(stage, c), parity(it));
+    for (int c = 0; c < Cfg::kSubTilesPerConsumerV; ++c) {
+      ptx::mbarrier_wait(s.box_full(stage, consumer * Cfg::kSubTilesPerConsumerV + c), parity(it));
+    }
   }
   // The other consumer's hand-off of this pair (consumer 1 waits on page_a, 0 on page_b).
   __device__ void wait_page_a(const Smem& s) {
@@ -397,9 +411,9 @@ struct StageWalk {
     ptx::mbarrier_wait(s.page_b, page_b_parity);
     page_b_parity ^= 1u;
   }
-  // Every consumer thread arrives: its P writes into the stage are released by itself.
-  __device__ static void release(const Smem& s, int it) {
-    ptx::mbarrier_arrive(&s.empty[it % Cfg::kStages]);
+  // Every thread of `consumer` arrives: its P writes into the stage are released by itself.
+  __device__ static void release(const Smem& s, int it, int consumer) {
+    ptx::mbarrier_arrive(s.stage_empty(it % Cfg::kStages, consumer));
   }
 };
 
@@ -423,15 +437,15 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   rescale_output(o, rescale);
   issue_pv_registers<Element>(pr, s.stage(stage_a), o);
   ptx::wgmma_wait<0>();
-  StageWalk::release(s, it);  // consumer 0's share of stage A does not wait for page B
+  StageWalk::release(s, it, 0);  // boxes 0-3 of stage A load while page B is computed
   if (has_b) {
-    walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN);
+    walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN, 0);
     walk.wait_page_b(s);
     adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
     rescale_output(o, rescale);
     issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
     ptx::wgmma_wait<0>();
-    StageWalk::release(s, it + 1);
+    StageWalk::release(s, it + 1, 0);
   }
 }
 
@@ -448,7 +462,7 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
     walk.issue_scores_for<Element>(s, it + 1, seg, tile + Cfg::kBlockN, sc);
     ptx::wgmma_wait<0>();
   }
-  walk.wait_values(s, it, seg, tile);
+  walk.wait_values(s, it, seg, tile, 1);
   walk.wait_page_a(s);
   float rescale[2];
   adopt_max(c, s.row_max, st, rescale);
@@ -462,12 +476,12 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
     ptx::mbarrier_arrive(s.page_b);
   }
   ptx::wgmma_wait<0>();
-  StageWalk::release(s, it);
+  StageWalk::release(s, it, 1);
   if (has_b) {
     rescale_output(o, rescale);
     issue_pv_registers<Element>(pr, s.stage(stage_b) + kRight, o);
     ptx::wgmma_wait<0>();
-    StageWalk::release(s, it + 1);
+    StageWalk::release(s, it + 1, 1);
   }
 }
 
@@ -519,7 +533,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     for (int st = 0; st < Cfg::kStages; ++st) {
       for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
       ptx::mbarrier_init(&s.ready[st], Cfg::kProducerLanes);
-      ptx::mbarrier_init(&s.empty[st], Cfg::kConsumers * Cfg::kWarpgroupThreads);
+      for (int c = 0; c < Cfg::kConsumers; ++c) {
+        ptx::mbarrier_init(s.stage_empty(st, c), Cfg::kWarpgroupThreads);
+      }
     }
     ptx::mbarrier_init(s.page_a, Cfg::kWarpgroupThreads);
     ptx::mbarrier_init(s.page_b, Cfg::kWarpgroupThreads);
