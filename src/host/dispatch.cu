@@ -53,6 +53,14 @@ cudaError_t launch_portable(DType dtype, const DecodeParams& params, const Kerne
 
 cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                           cudaStream_t stream) {
+  if (plan.narrow_rows == 16) {
+    return dtype == DType::kBF16 ? sm90::launch_hopper_narrow<__nv_bfloat16, 16>(params, stream)
+                                 : sm90::launch_hopper_narrow<__half, 16>(params, stream);
+  }
+  if (plan.narrow_rows == 32) {
+    return dtype == DType::kBF16 ? sm90::launch_hopper_narrow<__nv_bfloat16, 32>(params, stream)
+                                 : sm90::launch_hopper_narrow<__half, 32>(params, stream);
+  }
   return dtype == DType::kBF16
              ? sm90::launch_hopper_decode<__nv_bfloat16>(params, plan.m_blocks, stream)
              : sm90::launch_hopper_decode<__half>(params, plan.m_blocks, stream);

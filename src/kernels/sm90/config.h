@@ -81,4 +81,68 @@ struct HopperConfig {
   static_assert(kSmemBytes <= 232448, "227 KiB: the sm_90 per-CTA shared-memory limit");
 };
 
+// The narrow kernel (v7) for at most 32 query rows per KV head: it computes the transposed
+// products S^T = K Q^T and O^T += V^T P^T, so the 64 rows of a wgmma are KV tokens and
+// channels and the query rows are its N (16 or 32): no padding to 64 query rows. Two consumer
+// warpgroups take alternate pages (one's softmax runs while the other's wgmmas do) and merge
+// at the segment's end; the KV boxes stream through a ring of 8 KiB slots.
+template <int kRowsN>
+struct NarrowConfig {
+  using Base = HopperConfig;
+  static constexpr int kRows = kRowsN;     // query rows: the wgmma N
+  static constexpr int kHeadDim = Base::kHeadDim;
+  static constexpr int kHeadDimV = Base::kHeadDimV;
+  static constexpr int kBlockN = Base::kBlockN;  // KV tokens per page: the wgmma M of S^T
+  static constexpr int kPageBlock = Base::kPageBlock;
+  static constexpr int kElemBytes = Base::kElemBytes;
+  static constexpr int kSubTileCols = Base::kSubTileCols;
+  static constexpr int kRowBytes = Base::kRowBytes;
+  static constexpr int kSubTiles = Base::kSubTiles;        // boxes per page: 9
+  static constexpr int kValueBoxes = kHeadDimV / kSubTileCols;  // boxes 0-7 hold V too
+  static constexpr int kBoxBytes = Base::kSubTileBytes;    // 64 tokens x 128 B
+  static constexpr int kSwizzleAtomBytes = Base::kSwizzleAtomBytes;
+  static constexpr int kQSubTileBytes = kRows * kRowBytes; // N rows x 64 channels
+  static constexpr int kPBytes = kRows * kRowBytes;        // P^T: N rows x 64 tokens
+
+  static constexpr int kWarpgroupThreads = 128;
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = (kConsumers + 1) * kWarpgroupThreads;  // + producer
+  static constexpr int kWarps = kWarpgroupThreads / 32;    // warps of a consumer: 16 rows each
+  static constexpr int kProducerRegs = 40;                 // setmaxnreg, as the wide kernel
+  static constexpr int kConsumerRegs = 232;
+
+  static constexpr int kMmaK = 16;
+  static constexpr int kQkStepsPerBox = kSubTileCols / kMmaK;                 // 4
+  static constexpr int kPvSteps = kBlockN / kMmaK;                            // 4
+  static constexpr int kSAccum = kBlockN * kRows / kWarpgroupThreads;         // 8 or 16
+  static constexpr int kOTiles = kHeadDimV / 64;                              // 8 m64 tiles
+  static constexpr int kOAccum = kOTiles * kSAccum;                           // 64 or 128
+  static constexpr int kColsPerThread = kRows / 4;  // query rows a thread's accumulators touch
+
+  // Shared memory: Q tile (also the buffer through which consumer 1's state reaches consumer 0
+  // at a segment's end), P^T of each consumer, row statistics, then as many KV box slots as fit.
+  static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
+  static constexpr size_t kStatBytes =
+      size_t(kConsumers + 1) * kWarps * kRows * sizeof(float) + 2 * kRows * sizeof(int);
+  static constexpr size_t kFixedBytes =
+      kQBytes + size_t(kConsumers) * kPBytes + kSwizzleAtomBytes;  // + alignment
+  static constexpr size_t kLimit = 232448;  // 227 KiB: the sm_90 per-CTA opt-in maximum
+  static constexpr int kSlots =
+      int((kLimit - kFixedBytes - kStatBytes - 64 * sizeof(uint64_t)) / kBoxBytes);
+  static constexpr size_t kBarrierBytes = size_t(2) * kSlots * sizeof(uint64_t);
+  static constexpr size_t kSmemBytes =
+      kFixedBytes + size_t(kSlots) * kBoxBytes + kStatBytes + kBarrierBytes;
+
+  // The merge: per thread, the partial sums and O^T, through the Q tile.
+  static constexpr int kMergeFloats = kColsPerThread + kOAccum;
+  static constexpr int kMergeChunk = int(kQBytes / (kWarpgroupThreads * sizeof(float)));
+  static constexpr int kMergeRounds = (kMergeFloats + kMergeChunk - 1) / kMergeChunk;
+
+  static_assert(kRows == 16 || kRows == 32, "wgmma N of the generated wrappers");
+  static_assert(kQSubTileBytes % kSwizzleAtomBytes == 0, "whole swizzle atoms per Q sub-tile");
+  static_assert(kSlots >= 2 * kSubTiles, "a consumer's page and the other consumer's");
+  static_assert(kMergeChunk >= 2 * kColsPerThread, "both consumers' maxima in one round");
+  static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);
+  static_assert(kSmemBytes <= kLimit);
+};
 }  // namespace flash_mla::sm90

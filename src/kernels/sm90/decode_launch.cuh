@@ -9,6 +9,7 @@
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/decode_kernel.cuh"
 #include "kernels/sm90/launch.h"
+#include "kernels/sm90/narrow_kernel.cuh"
 
 namespace flash_mla::sm90 {
 
@@ -53,6 +54,22 @@ cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaS
   }
   const dim3 grid(params.num_sm_parts, m_blocks, params.num_heads_kv);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params, map);
+  return cudaGetLastError();
+}
+
+template <class Element, int kRows>
+cudaError_t launch_hopper_narrow(const DecodeParams& params, cudaStream_t stream) {
+  using C = NarrowConfig<kRows>;
+  CUtensorMap map;
+  if (cudaError_t err = make_kv_tensor_map<Element>(params, &map); err != cudaSuccess) return err;
+  auto* kernel = hopper_narrow_kernel<Element, kRows>;
+  if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(C::kSmemBytes));
+      err != cudaSuccess) {
+    return err;
+  }
+  const dim3 grid(params.num_sm_parts, 1, params.num_heads_kv);
+  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(params, map);
   return cudaGetLastError();
 }
 

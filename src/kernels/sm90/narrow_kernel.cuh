@@ -1,0 +1,505 @@
+// Hopper narrow split-KV decode kernel (v7) for at most 32 query rows per KV head.
+//
+// The wide kernel (decode_kernel.cuh) puts query rows along the wgmma M, which is 64: with 16
+// rows three quarters of its tensor work is padding, and on an H200 that work, not the memory,
+// set the pace. This kernel computes the transposed products
+//   S^T[64 tokens x N]    = K[64 x 576] · Q^T[576 x N]        (36 x wgmma m64nNk16)
+//   O^T[512 x N]         += V^T[512 x 64] · P^T[64 x N]        (8 channel tiles x 4 k-steps)
+// with N = 16 or 32 query rows, so no tensor work is padding beyond N.
+//
+// Grid (num_sm_parts, 1, h_kv), 384 threads:
+//   consumers    two warpgroups; consumer c takes pages c, c + 2, ... of each segment with its
+//                own running maximum, sums and O^T, so one's softmax runs while the other's
+//                wgmmas occupy the tensor cores. Per page: S^T, the column (query row) softmax
+//                -- each warp holds 16 tokens, so the maximum over the page's 64 tokens goes
+//                through shared memory --, P^T to shared memory, O^T += V^T P^T. V rows past a
+//                sequence's end are zeroed before P·V reads them, so NaN there cannot reach
+//                the output. At a segment's end consumer 1 hands its state to consumer 0
+//                through the (then unused) Q tile; consumer 0 merges and writes.
+//   producer     one thread TMA-loads each page as 9 boxes of 64 channels into a ring of 8 KiB
+//                slots, each slot with a `full` and an `empty` mbarrier. A slot is free again
+//                once its reader is done: the RoPE box after Q·Kᵀ, the value boxes after P·V.
+//                The ring holds 25 (N = 16) or 22 (N = 32) boxes.
+// Segments, workspace slots and the epilogue's meaning follow the other kernels (same combine).
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/common/segments.h"
+#include "kernels/params.h"
+#include "kernels/sm90/config.h"
+#include "kernels/sm90/ptx_sm90.h"
+
+namespace flash_mla::sm90 {
+
+template <int kRows>
+struct NarrowSmem {
+  using C = NarrowConfig<kRows>;
+  char* q;          // [9 sub-tiles][kRows rows][128 B], swizzled: the query tile
+  char* p;          // [2 consumers][kRows rows][64 tokens] P^T of a page, K-major, swizzled
+  char* ring;       // [kSlots][64 tokens][128 B], swizzled: KV boxes
+  float* col_max;   // [2 consumers][warps][kRows] each warp's column maxima of its page
+  float* col_sum;   // [warps][kRows] consumer 0's column sums (epilogue)
+  int* col_limit;   // [kRows] tokens a query row may see in the current segment (causal mask)
+  uint64_t* full;   // [kSlots] the box's TMA bytes landed
+  uint64_t* empty;  // [kSlots] the box's consumer is done with it (128 arrivals)
+
+  // Aligned by an offset from the __shared__ array (LDS/STS, not generic accesses).
+  __device__ explicit NarrowSmem(char* raw) {
+    const uint32_t misalign = ptx::smem_addr(raw) & (C::kSwizzleAtomBytes - 1);
+    q = raw + ((C::kSwizzleAtomBytes - misalign) & (C::kSwizzleAtomBytes - 1));
+    p = q + C::kQBytes;
+    ring = p + C::kConsumers * C::kPBytes;
+    col_max = reinterpret_cast<float*>(ring + size_t(C::kSlots) * C::kBoxBytes);
+    col_sum = col_max + C::kConsumers * C::kWarps * kRows;
+    col_limit = reinterpret_cast<int*>(col_sum + C::kWarps * kRows);
+    full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);  // 8-byte aligned
+    empty = full + C::kSlots;
+  }
+  __device__ char* slot(int i) const { return ring + i * C::kBoxBytes; }
+};
+
+// Box `n` of the CTA's walk (9 per page, in page order) sits in slot n % kSlots, in that slot's
+// use n / kSlots: the parity its barriers wait for.
+template <int kSlots>
+struct RingPos {
+  int slot;
+  uint32_t phase;
+  __device__ explicit RingPos(uint32_t box) : slot(box % kSlots), phase((box / kSlots) & 1u) {}
+};
+
+// ---------------------------------------------------------------------------------------------
+// Producer (one thread)
+// ---------------------------------------------------------------------------------------------
+template <int kRows>
+__device__ __forceinline__ void narrow_produce(const DecodeParams& p, const CUtensorMap* tmap,
+                                               const NarrowSmem<kRows>& s, int part, int g) {
+  using C = NarrowConfig<kRows>;
+  const uint64_t policy = ptx::evict_first_policy();
+  uint32_t box = 0;
+  for_each_segment(p, part, [&](const Segment& seg) {
+    for (int tile = seg.token_begin; tile < seg.token_end; tile += C::kBlockN) {
+      const int page = p.block_table[seg.batch * p.block_table_batch_stride +
+                                     tile / C::kPageBlock];
+      for (int c = 0; c < C::kSubTiles; ++c, ++box) {
+        const RingPos<C::kSlots> pos(box);
+        if (box >= uint32_t(C::kSlots)) ptx::mbarrier_wait(&s.empty[pos.slot], pos.phase ^ 1u);
+        ptx::mbarrier_arrive_expect_tx(&s.full[pos.slot], C::kBoxBytes);
+        ptx::tma_load_4d(s.slot(pos.slot), tmap, &s.full[pos.slot], c * C::kSubTileCols,
+                         tile % C::kPageBlock, g, page, policy);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer warpgroup
+// ---------------------------------------------------------------------------------------------
+// Named barriers (0 is __syncthreads): id 1 + c for consumer c's 128 threads, id 3 for both
+// consumers (Q tile reloaded, merge hand-offs). Immediate ids, so ptxas and the sanitizers see
+// which barrier each bar.sync is.
+template <int kId, int kThreads>
+__device__ __forceinline__ void bar_sync() {
+  asm volatile("bar.sync %0, %1;\n" :: "n"(kId), "n"(kThreads) : "memory");
+}
+__device__ __forceinline__ void sync_consumer(int consumer) {
+  if (consumer == 0) {
+    bar_sync<1, 128>();
+  } else {
+    bar_sync<2, 128>();
+  }
+}
+__device__ __forceinline__ void sync_both_consumers() { bar_sync<3, 256>(); }
+
+template <class Element>
+__device__ __forceinline__ Element to_element(float x) {
+  if constexpr (std::is_same_v<Element, __nv_bfloat16>) {
+    return __float2bfloat16_rn(x);
+  } else {
+    return __float2half_rn(x);
+  }
+}
+
+// Q rows [0, kRows) of KV head g into the swizzled tile; rows past M are zeros.
+template <class Element, int kRows>
+__device__ __forceinline__ void narrow_load_q(const DecodeParams& p, char* sQ, int batch, int g,
+                                              int t, int threads) {
+  using C = NarrowConfig<kRows>;
+  const Element* gQ = static_cast<const Element*>(p.q);
+  constexpr int kChunksPerRow = C::kHeadDim * C::kElemBytes / 16;  // 72
+  for (int c = t; c < kRows * kChunksPerRow; c += threads) {
+    const int r = c / kChunksPerRow;
+    const int cc = c % kChunksPerRow;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r < p.rows_per_kv) {
+      const int i = r / p.heads_per_kv;
+      const int h = g * p.heads_per_kv + r % p.heads_per_kv;
+      v = __ldg(reinterpret_cast<const uint4*>(gQ + batch * p.q_batch_stride +
+                                               i * p.q_seq_stride + h * p.q_head_stride) + cc);
+    }
+    const int sub = cc / 8, chunk = cc % 8;
+    *reinterpret_cast<uint4*>(sQ + sub * C::kQSubTileBytes + r * C::kRowBytes +
+                              ((chunk ^ (r % 8)) * 16)) = v;
+  }
+}
+
+template <class Element, int kRows>
+__device__ __forceinline__ void wgmma_scores(float (&d)[NarrowConfig<kRows>::kSAccum],
+                                             uint64_t da, uint64_t db, uint32_t accumulate) {
+  if constexpr (kRows == 16) {
+    ptx::wgmma_ss_m64n16k16(d, da, db, accumulate, Element{});
+  } else {
+    ptx::wgmma_ss_m64n32k16(d, da, db, accumulate, Element{});
+  }
+}
+
+template <class Element, int kRows>
+__device__ __forceinline__ void wgmma_values(float (&d)[NarrowConfig<kRows>::kSAccum],
+                                             uint64_t da, uint64_t db) {
+  if constexpr (kRows == 16) {
+    ptx::wgmma_ss_m64n16k16_ta(d, da, db, 1u, Element{});
+  } else {
+    ptx::wgmma_ss_m64n32k16_ta(d, da, db, 1u, Element{});
+  }
+}
+
+// Accumulator coordinates (wgmma m64nN, warp w holds M rows [16w, 16w + 16)): entry
+// nt*4 + 2*half + e is M row 16w + lane/4 + 8*half, N column nt*8 + 2*(lane%4) + e. A thread's
+// N columns (query rows) are indexed j = nt*2 + e.
+__device__ __forceinline__ int narrow_col(int j, int lane) {
+  return (j / 2) * 8 + 2 * (lane % 4) + (j % 2);
+}
+
+// One consumer's running state over the pages it took: per thread, its query-row columns'
+// maxima (base-2 domain) and partial sums over its tokens, and its entries of O^T.
+template <int kRows>
+struct NarrowState {
+  using C = NarrowConfig<kRows>;
+  float m[C::kColsPerThread];
+  float l[C::kColsPerThread];
+  float o[C::kOTiles][C::kSAccum];
+
+  // The i-th of the kMergeFloats values the merge hands over: the sums, then O^T.
+  __device__ float& at(int i) {
+    if (i < C::kColsPerThread) return l[i];
+    const int k = i - C::kColsPerThread;
+    return o[k / C::kSAccum][k % C::kSAccum];
+  }
+};
+
+// One page for consumer `consumer`: S^T, softmax, O^T += V^T P^T, then the page's slots freed.
+template <class Element, int kRows>
+__device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowSmem<kRows>& s,
+                                            const Segment& seg, int tile, uint32_t box0,
+                                            int consumer, int t, NarrowState<kRows>& st) {
+  using C = NarrowConfig<kRows>;
+  constexpr int kCols = C::kColsPerThread;
+  const int lane = t % 32, warp = t / 32;
+  const int m_row = 16 * warp + lane / 4;  // + 8*half: the thread's token rows of S^T
+  char* sP = s.p + consumer * C::kPBytes;
+  float* col_max = s.col_max + consumer * C::kWarps * kRows;
+
+  // S^T = K Q^T, box by box as the boxes land.
+  float sc[C::kSAccum];
+#pragma unroll
+  for (int k = 0; k < C::kSAccum; ++k) sc[k] = 0.f;
+#pragma unroll
+  for (int c = 0; c < C::kSubTiles; ++c) {
+    const RingPos<C::kSlots> box(box0 + c);
+    // The wait is a loop: the explicit fence after it keeps ptxas from inserting its own on
+    // that path and serialising the wgmmas (C7520).
+    ptx::mbarrier_wait(&s.full[box.slot], box.phase);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < C::kQkStepsPerBox; ++kk) {
+      const int k_bytes = kk * C::kMmaK * C::kElemBytes;
+      const uint64_t da = ptx::smem_descriptor(s.slot(box.slot) + k_bytes, 16,
+                                               C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+      const uint64_t db = ptx::smem_descriptor(s.q + c * C::kQSubTileBytes + k_bytes, 16,
+                                               C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+      wgmma_scores<Element, kRows>(sc, da, db, (c | kk) != 0 ? 1u : 0u);
+    }
+  }
+  ptx::wgmma_commit();
+  ptx::wgmma_wait<0>();
+  // The RoPE box has no other reader.
+  ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
+
+  // Column softmax in the base-2 domain: mask, this page's maximum per query row.
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
+      const int token = tile + m_row + 8 * half;
+      sc[idx] = token < s.col_limit[narrow_col(j, lane)] ? sc[idx] * p.scale_log2 : -INFINITY;
+      mx = fmaxf(mx, sc[idx]);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+    if (lane < 4) col_max[warp * kRows + narrow_col(j, lane)] = mx;
+  }
+  sync_consumer(consumer);  // (A) all warps' maxima written
+  float rescale[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int col = narrow_col(j, lane);
+    float mx = st.m[j];
+#pragma unroll
+    for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, col_max[w * kRows + col]);
+    const float ref = mx == -INFINITY ? 0.f : mx;  // no key yet: P = 0, never NaN
+    rescale[j] = exp2f(st.m[j] - ref);
+    st.m[j] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
+      const float pv = exp2f(sc[idx] - ref);
+      sum += pv;
+      // P^T row `col` (a query row), column = token: K-major for the P·V B operand.
+      const int tt = m_row + 8 * half;
+      *reinterpret_cast<Element*>(sP + col * C::kRowBytes + (((tt / 8) ^ (col % 8)) * 16) +
+                                  (tt % 8) * C::kElemBytes) = to_element<Element>(pv);
+    }
+    st.l[j] = st.l[j] * rescale[j] + sum;
+  }
+  // A sequence's last page: V rows past its end may hold anything (NaN); P is 0 there, and
+  // 0 * NaN is NaN, so zero them before P·V reads them. (Skipping P·V's k-steps past the end
+  // instead puts the wgmmas on a divergent path, which ptxas serialises: C7520.)
+  const int valid = seg.token_end - tile;
+  if (valid < C::kBlockN) {
+    constexpr int kChunks = C::kRowBytes / 16;
+    for (int c = t; c < (C::kBlockN - valid) * C::kValueBoxes * kChunks;
+         c += C::kWarpgroupThreads) {
+      const int row = valid + c / (C::kValueBoxes * kChunks);
+      const int box = (c / kChunks) % C::kValueBoxes;
+      *reinterpret_cast<uint4*>(s.slot(RingPos<C::kSlots>(box0 + box).slot) +
+                                row * C::kRowBytes + (c % kChunks) * 16) = make_uint4(0, 0, 0, 0);
+    }
+  }
+  ptx::fence_proxy_async_shared();              // P^T and zeros: read by the wgmma
+  sync_consumer(consumer);  // (B) P^T complete; every warp read col_max
+
+  // O^T = O^T * rescale + V^T P^T.
+#pragma unroll
+  for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+    for (int k = 0; k < C::kSAccum; ++k) {
+      st.o[jt][k] *= rescale[(k / 4) * 2 + (k % 2)];
+      // Pins the product before the fence below: a multiply the compiler sinks past it makes
+      // ptxas fence each wgmma on its own (C7519).
+      asm volatile("" : "+f"(st.o[jt][k]));
+    }
+  }
+  ptx::wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < C::kPvSteps; ++k) {
+    const uint64_t db = ptx::smem_descriptor(sP + k * C::kMmaK * C::kElemBytes, 16,
+                                             C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+#pragma unroll
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+      // V^T: MN-major (channels contiguous), 8-token groups 1 KiB apart.
+      const uint64_t da = ptx::smem_descriptor(
+          s.slot(RingPos<C::kSlots>(box0 + jt).slot) + k * C::kMmaK * C::kRowBytes,
+          C::kBoxBytes, C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
+      wgmma_values<Element, kRows>(st.o[jt], da, db);
+    }
+  }
+  ptx::wgmma_commit();
+  ptx::wgmma_wait<0>();
+#pragma unroll
+  for (int c = 0; c < C::kValueBoxes; ++c) {
+    ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + c).slot]);
+  }
+}
+
+// Consumer 0 writes the merged state: out and lse, or the fp32 partials of a split piece.
+template <class Element, int kRows>
+__device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const NarrowSmem<kRows>& s,
+                                                const Segment& seg, int g, int t,
+                                                NarrowState<kRows>& st) {
+  using C = NarrowConfig<kRows>;
+  constexpr int kCols = C::kColsPerThread;
+  const int lane = t % 32, warp = t / 32;
+  const int m_row = 16 * warp + lane / 4;  // + 8*half: the thread's channels of a 64-tile
+  // Column sums over the 64 token rows: lanes, then warps in a fixed order.
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    float l = st.l[j];
+    l += __shfl_xor_sync(0xffffffffu, l, 4);
+    l += __shfl_xor_sync(0xffffffffu, l, 8);
+    l += __shfl_xor_sync(0xffffffffu, l, 16);
+    if (lane < 4) s.col_sum[warp * kRows + narrow_col(j, lane)] = l;
+  }
+  sync_consumer(0);
+  const bool split = seg.slot >= 0;
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int row = narrow_col(j, lane);
+    if (row >= p.rows_per_kv) continue;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < C::kWarps; ++w) sum += s.col_sum[w * kRows + row];
+    const bool empty = sum == 0.f;
+    const float inv = empty ? 0.f : 1.f / sum;
+    const float lse = empty ? (split ? -INFINITY : INFINITY)
+                            : (st.m[j] + log2f(sum)) * 0.69314718055994531f;
+    const int i = row / p.heads_per_kv;
+    const int h = g * p.heads_per_kv + row % p.heads_per_kv;
+    const int idx0 = (j / 2) * 4 + (j % 2);  // + 2*half
+    if (split) {
+      const int64_t accum_row =
+          (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+      float* dst = p.o_accum + accum_row * C::kHeadDimV + m_row;
+#pragma unroll
+      for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          dst[jt * 64 + 8 * half] = st.o[jt][idx0 + 2 * half] * inv;
+        }
+      }
+      if (warp == 0 && lane < 4) p.lse_accum[accum_row] = lse;
+    } else {
+      Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
+                     i * p.out_seq_stride + h * p.out_head_stride + m_row;
+#pragma unroll
+      for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          dst[jt * 64 + 8 * half] = to_element<Element>(st.o[jt][idx0 + 2 * half] * inv);
+        }
+      }
+      if (warp == 0 && lane < 4) {
+        p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] =
+            lse;
+      }
+    }
+  }
+}
+
+template <class Element, int kRows>
+__device__ __forceinline__ void narrow_consume(const DecodeParams& p, const NarrowSmem<kRows>& s,
+                                               int part, int g, int consumer, int t) {
+  using C = NarrowConfig<kRows>;
+  constexpr int kCols = C::kColsPerThread;
+  constexpr int kBothThreads = C::kConsumers * C::kWarpgroupThreads;
+  const int lane = t % 32;
+  uint32_t box = 0;  // the segment's first box in the CTA's walk
+  float* xfer = reinterpret_cast<float*>(s.q);  // the merge's buffer: [value][128 threads]
+
+  for_each_segment(p, part, [&](const Segment& seg) {
+    // Both consumers are past the previous segment's merge, which followed their last wgmma
+    // on Q.
+    narrow_load_q<Element, kRows>(p, s.q, seg.batch, g, consumer * C::kWarpgroupThreads + t,
+                                  kBothThreads);
+    if (consumer == 0 && t < kRows) {
+      const int i = t / p.heads_per_kv;
+      s.col_limit[t] = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
+    }
+    ptx::fence_proxy_async_shared();
+    sync_both_consumers();
+
+    NarrowState<kRows> st;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      st.m[j] = -INFINITY;
+      st.l[j] = 0.f;
+    }
+#pragma unroll
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+      for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] = 0.f;
+    }
+
+    int page = consumer;
+    for (int tile = seg.token_begin + consumer * C::kBlockN; tile < seg.token_end;
+         tile += C::kConsumers * C::kBlockN, page += C::kConsumers) {
+      narrow_page<Element, kRows>(p, s, seg, tile, box + page * C::kSubTiles, consumer, t, st);
+    }
+    box += ((seg.token_end - seg.token_begin + C::kBlockN - 1) / C::kBlockN) * C::kSubTiles;
+
+    // Merge through the Q tile (thread t of both consumers holds the same entries). First the
+    // maxima both ways: each consumer rescales its own sums and O^T to the common maximum.
+    // Then consumer 1's sums and O^T reach consumer 0, kMergeChunk values per thread a round.
+    sync_both_consumers();  // both done with Q
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) xfer[(consumer * kCols + j) * C::kWarpgroupThreads + t] = st.m[j];
+    sync_both_consumers();  // maxima written
+    float scale[kCols];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      const float other = xfer[((1 - consumer) * kCols + j) * C::kWarpgroupThreads + t];
+      const float m = fmaxf(st.m[j], other);
+      scale[j] = exp2f(st.m[j] - (m == -INFINITY ? 0.f : m));
+      st.m[j] = m;
+      st.l[j] *= scale[j];
+    }
+#pragma unroll
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+      for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] *= scale[(k / 4) * 2 + (k % 2)];
+    }
+    sync_both_consumers();  // maxima read
+#pragma unroll
+    for (int r = 0; r < C::kMergeRounds; ++r) {
+      const int i0 = r * C::kMergeChunk;
+      if (consumer == 1) {
+#pragma unroll
+        for (int i = 0; i < C::kMergeChunk; ++i) {
+          if (i0 + i < C::kMergeFloats) xfer[i * C::kWarpgroupThreads + t] = st.at(i0 + i);
+        }
+      }
+      sync_both_consumers();  // round r written
+      if (consumer == 0) {
+#pragma unroll
+        for (int i = 0; i < C::kMergeChunk; ++i) {
+          if (i0 + i < C::kMergeFloats) st.at(i0 + i) += xfer[i * C::kWarpgroupThreads + t];
+        }
+      }
+      sync_both_consumers();  // round r read
+    }
+    if (consumer == 0) narrow_epilogue<Element, kRows>(p, s, seg, g, t, st);
+  });
+}
+
+template <class Element, int kRows>
+__global__ void __launch_bounds__(NarrowConfig<kRows>::kThreads, 1)
+    hopper_narrow_kernel(const __grid_constant__ DecodeParams p,
+                         const __grid_constant__ CUtensorMap tmap_kv) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // wgmma and TMA exist on sm_90a only
+  using C = NarrowConfig<kRows>;
+  extern __shared__ char smem_raw[];
+  const NarrowSmem<kRows> s(smem_raw);
+  const int part = blockIdx.x;
+  const int g = blockIdx.z;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < C::kSlots; ++i) {
+      ptx::mbarrier_init(&s.full[i], 1);
+      ptx::mbarrier_init(&s.empty[i], C::kWarpgroupThreads);
+    }
+    ptx::fence_mbarrier_init();
+    ptx::prefetch_tensor_map(&tmap_kv);
+  }
+  __syncthreads();
+  const int warpgroup = threadIdx.x / C::kWarpgroupThreads;
+  if (warpgroup == C::kConsumers) {
+    ptx::setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == C::kConsumers * C::kWarpgroupThreads) {
+      narrow_produce<kRows>(p, &tmap_kv, s, part, g);
+    }
+  } else {
+    ptx::setmaxnreg_inc<C::kConsumerRegs>();
+    narrow_consume<Element, kRows>(p, s, part, g, warpgroup, threadIdx.x % C::kWarpgroupThreads);
+  }
+#endif
+}
+
+}  // namespace flash_mla::sm90
