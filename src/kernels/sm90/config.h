@@ -129,7 +129,7 @@ struct NarrowConfig {
   static constexpr size_t kLimit = 232448;  // 227 KiB: the sm_90 per-CTA opt-in maximum
   static constexpr int kSlots =
       int((kLimit - kFixedBytes - kStatBytes - 64 * sizeof(uint64_t)) / kBoxBytes);
-  static constexpr size_t kBarrierBytes = size_t(2) * kSlots * sizeof(uint64_t);
+  static constexpr size_t kBarrierBytes = size_t(2) * kSlots * sizeof(uint64_t) + 2 * sizeof(uint64_t);
   static constexpr size_t kSmemBytes =
       kFixedBytes + size_t(kSlots) * kBoxBytes + kStatBytes + kBarrierBytes;
 

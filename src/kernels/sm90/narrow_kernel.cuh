@@ -49,6 +49,10 @@ struct NarrowSmem {
   int* col_limit;   // [kRows] tokens a query row may see in the current segment (causal mask)
   uint64_t* full;   // [kSlots] the box's TMA bytes landed
   uint64_t* empty;  // [kSlots] the box's consumer is done with it (128 arrivals)
+  // Hand-offs between the consumers (128 arrivals: every thread of the signalling consumer,
+  // after its own writes), strictly alternating: 1 -> 0 on to0, then 0 -> 1 on to1.
+  uint64_t* to0;
+  uint64_t* to1;
 
   // Aligned by an offset from the __shared__ array (LDS/STS, not generic accesses).
   __device__ explicit NarrowSmem(char* raw) {
@@ -61,6 +65,8 @@ struct NarrowSmem {
     col_limit = reinterpret_cast<int*>(col_sum + C::kWarps * kRows);
     full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);  // 8-byte aligned
     empty = full + C::kSlots;
+    to0 = empty + C::kSlots;
+    to1 = to0 + 1;
   }
   __device__ char* slot(int i) const { return ring + i * C::kBoxBytes; }
 };
@@ -101,9 +107,10 @@ __device__ __forceinline__ void narrow_produce(const DecodeParams& p, const CUte
 // ---------------------------------------------------------------------------------------------
 // Consumer warpgroup
 // ---------------------------------------------------------------------------------------------
-// Named barriers (0 is __syncthreads): id 1 + c for consumer c's 128 threads, id 3 for both
-// consumers (Q tile reloaded, merge hand-offs). Immediate ids, so ptxas and the sanitizers see
-// which barrier each bar.sync is.
+// Named barriers (0 is __syncthreads): id 1 + c for consumer c's 128 threads. Immediate ids, so
+// ptxas and the sanitizers see which barrier each bar.sync is. Between the consumers the
+// hand-offs are mbarriers (NarrowHandoff): with a 256-thread named barrier instead, racecheck
+// reported the merge's exchanges as races.
 template <int kId, int kThreads>
 __device__ __forceinline__ void bar_sync() {
   asm volatile("bar.sync %0, %1;\n" :: "n"(kId), "n"(kThreads) : "memory");
@@ -115,7 +122,29 @@ __device__ __forceinline__ void sync_consumer(int consumer) {
     bar_sync<2, 128>();
   }
 }
-__device__ __forceinline__ void sync_both_consumers() { bar_sync<3, 256>(); }
+
+// One consumer's side of the strictly alternating hand-offs: consumer 1 signals first, each
+// signal after waiting for the other's previous one, so no barrier is ever two phases ahead.
+struct NarrowHandoff {
+  uint64_t* in;   // the other consumer signals here
+  uint64_t* out;  // this consumer signals here
+  uint32_t parity = 0;
+  __device__ void signal() const { ptx::mbarrier_arrive(out); }
+  __device__ void await() {
+    ptx::mbarrier_wait(in, parity);
+    parity ^= 1u;
+  }
+  // Both consumers past this point, with each other's writes visible (consumer 1 first).
+  __device__ void exchange(int consumer) {
+    if (consumer == 1) {
+      signal();
+      await();
+    } else {
+      await();
+      signal();
+    }
+  }
+};
 
 template <class Element>
 __device__ __forceinline__ Element to_element(float x) {
@@ -391,21 +420,26 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
   using C = NarrowConfig<kRows>;
   constexpr int kCols = C::kColsPerThread;
   constexpr int kBothThreads = C::kConsumers * C::kWarpgroupThreads;
-  const int lane = t % 32;
   uint32_t box = 0;  // the segment's first box in the CTA's walk
   float* xfer = reinterpret_cast<float*>(s.q);  // the merge's buffer: [value][128 threads]
+  // The maxima go through this consumer's P^T buffer: [column][128 threads] floats.
+  float* my_max = reinterpret_cast<float*>(s.p + consumer * C::kPBytes);
+  const float* other_max = reinterpret_cast<const float*>(s.p + (1 - consumer) * C::kPBytes);
+  static_assert(kCols * C::kWarpgroupThreads * sizeof(float) <= C::kPBytes);
+  NarrowHandoff handoff{consumer == 0 ? s.to0 : s.to1, consumer == 0 ? s.to1 : s.to0};
 
   for_each_segment(p, part, [&](const Segment& seg) {
     // Both consumers are past the previous segment's merge, which followed their last wgmma
-    // on Q.
+    // on Q and their last reads of the merge buffer.
     narrow_load_q<Element, kRows>(p, s.q, seg.batch, g, consumer * C::kWarpgroupThreads + t,
                                   kBothThreads);
     if (consumer == 0 && t < kRows) {
       const int i = t / p.heads_per_kv;
       s.col_limit[t] = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
     }
-    ptx::fence_proxy_async_shared();
-    sync_both_consumers();
+    ptx::fence_proxy_async_shared();  // Q: thread writes read by the wgmma
+    sync_consumer(consumer);          // this consumer's part of Q written
+    handoff.exchange(consumer);       // the other's too
 
     NarrowState<kRows> st;
 #pragma unroll
@@ -426,18 +460,19 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     }
     box += ((seg.token_end - seg.token_begin + C::kBlockN - 1) / C::kBlockN) * C::kSubTiles;
 
-    // Merge through the Q tile (thread t of both consumers holds the same entries). First the
-    // maxima both ways: each consumer rescales its own sums and O^T to the common maximum.
-    // Then consumer 1's sums and O^T reach consumer 0, kMergeChunk values per thread a round.
-    sync_both_consumers();  // both done with Q
+    // Merge (thread t of both consumers holds the same entries). First the maxima both ways,
+    // through the P^T buffers: each consumer rescales its own sums and O^T to the common
+    // maximum. Then consumer 1's sums and O^T reach consumer 0 through the Q tile,
+    // kMergeChunk values per thread a round. Hand-offs: 1 -> 0 (maxima, Q·Kᵀ done),
+    // 0 -> 1 (the same), then per round 1 -> 0 (written), 0 -> 1 (read).
+    sync_consumer(consumer);  // every warp's last P·V done: the P^T buffer is free
 #pragma unroll
-    for (int j = 0; j < kCols; ++j) xfer[(consumer * kCols + j) * C::kWarpgroupThreads + t] = st.m[j];
-    sync_both_consumers();  // maxima written
+    for (int j = 0; j < kCols; ++j) my_max[j * C::kWarpgroupThreads + t] = st.m[j];
+    handoff.exchange(consumer);
     float scale[kCols];
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
-      const float other = xfer[((1 - consumer) * kCols + j) * C::kWarpgroupThreads + t];
-      const float m = fmaxf(st.m[j], other);
+      const float m = fmaxf(st.m[j], other_max[j * C::kWarpgroupThreads + t]);
       scale[j] = exp2f(st.m[j] - (m == -INFINITY ? 0.f : m));
       st.m[j] = m;
       st.l[j] *= scale[j];
@@ -447,7 +482,6 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
 #pragma unroll
       for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] *= scale[(k / 4) * 2 + (k % 2)];
     }
-    sync_both_consumers();  // maxima read
 #pragma unroll
     for (int r = 0; r < C::kMergeRounds; ++r) {
       const int i0 = r * C::kMergeChunk;
@@ -456,15 +490,16 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
         for (int i = 0; i < C::kMergeChunk; ++i) {
           if (i0 + i < C::kMergeFloats) xfer[i * C::kWarpgroupThreads + t] = st.at(i0 + i);
         }
-      }
-      sync_both_consumers();  // round r written
-      if (consumer == 0) {
+        handoff.signal();  // round r written
+        handoff.await();   // round r read: the buffer (and at the end Q) is free
+      } else {
+        handoff.await();
 #pragma unroll
         for (int i = 0; i < C::kMergeChunk; ++i) {
           if (i0 + i < C::kMergeFloats) st.at(i0 + i) += xfer[i * C::kWarpgroupThreads + t];
         }
+        handoff.signal();
       }
-      sync_both_consumers();  // round r read
     }
     if (consumer == 0) narrow_epilogue<Element, kRows>(p, s, seg, g, t, st);
   });
@@ -485,6 +520,8 @@ __global__ void __launch_bounds__(NarrowConfig<kRows>::kThreads, 1)
       ptx::mbarrier_init(&s.full[i], 1);
       ptx::mbarrier_init(&s.empty[i], C::kWarpgroupThreads);
     }
+    ptx::mbarrier_init(s.to0, C::kWarpgroupThreads);
+    ptx::mbarrier_init(s.to1, C::kWarpgroupThreads);
     ptx::fence_mbarrier_init();
     ptx::prefetch_tensor_map(&tmap_kv);
   }
