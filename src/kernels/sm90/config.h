@@ -129,7 +129,6 @@ struct NarrowConfig {
   static constexpr size_t kLimit = 232448;  // 227 KiB: the sm_90 per-CTA opt-in maximum
   static constexpr int kSlots =
       int((kLimit - kFixedBytes - kStatBytes - 64 * sizeof(uint64_t)) / kBoxBytes);
-  static constexpr int kRingSlots = kSlots / kConsumers;  // one ring per consumer
   static constexpr size_t kBarrierBytes = size_t(2) * kSlots * sizeof(uint64_t) + 2 * sizeof(uint64_t);
   static constexpr size_t kSmemBytes =
       kFixedBytes + size_t(kSlots) * kBoxBytes + kStatBytes + kBarrierBytes;
@@ -141,7 +140,7 @@ struct NarrowConfig {
 
   static_assert(kRows == 16 || kRows == 32, "wgmma N of the generated wrappers");
   static_assert(kQSubTileBytes % kSwizzleAtomBytes == 0, "whole swizzle atoms per Q sub-tile");
-  static_assert(kRingSlots >= kSubTiles, "a consumer's ring holds one of its pages");
+  static_assert(kSlots >= 2 * kSubTiles, "a consumer's page and the other consumer's");
   static_assert(kMergeChunk >= 2 * kColsPerThread, "both consumers' maxima in one round");
   static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);
   static_assert(kSmemBytes <= kLimit);

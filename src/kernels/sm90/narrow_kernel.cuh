@@ -71,18 +71,14 @@ struct NarrowSmem {
   __device__ char* slot(int i) const { return ring + i * C::kBoxBytes; }
 };
 
-// The ring is two rings of kRingSlots slots, one per consumer: consumer c's pages (c, c + 2,
-// ... of each segment) stream through ring c, so each ring is read in the order it is filled.
-// (With one shared ring, a consumer running a page ahead could wait on a slot whose previous
-// fill, for the other consumer, had not landed yet: the parity it waits for is then that of the
-// fill before, already complete, and it would read the slot early.) Box `n` of ring c sits in
-// slot c * kRingSlots + n % kRingSlots, in that slot's use n / kRingSlots: its parity.
-template <int kRingSlots>
+// Box `n` of the CTA's walk (9 per page, in page order) sits in slot n % kSlots, in that slot's
+// use n / kSlots: the parity its barriers wait for. The consumers take alternate pages, so a
+// slot's consecutive fills may go to different consumers (see narrow_page's waits).
+template <int kSlots>
 struct RingPos {
   int slot;
   uint32_t phase;
-  __device__ RingPos(int ring, uint32_t box)
-      : slot(ring * kRingSlots + int(box % kRingSlots)), phase((box / kRingSlots) & 1u) {}
+  __device__ explicit RingPos(uint32_t box) : slot(box % kSlots), phase((box / kSlots) & 1u) {}
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -93,21 +89,18 @@ __device__ __forceinline__ void narrow_produce(const DecodeParams& p, const CUte
                                                const NarrowSmem<kRows>& s, int part, int g) {
   using C = NarrowConfig<kRows>;
   const uint64_t policy = ptx::evict_first_policy();
-  uint32_t boxes0 = 0, boxes1 = 0;  // boxes issued into each ring (scalars: no local array)
+  uint32_t box = 0;
   for_each_segment(p, part, [&](const Segment& seg) {
-    int ring = 0;  // page j of a segment goes to consumer j % 2
     for (int tile = seg.token_begin; tile < seg.token_end; tile += C::kBlockN) {
       const int page = p.block_table[seg.batch * p.block_table_batch_stride +
                                      tile / C::kPageBlock];
-      for (int c = 0; c < C::kSubTiles; ++c) {
-        const uint32_t box = ring == 0 ? boxes0++ : boxes1++;
-        const RingPos<C::kRingSlots> pos(ring, box);
-        if (box >= uint32_t(C::kRingSlots)) ptx::mbarrier_wait(&s.empty[pos.slot], pos.phase ^ 1u);
+      for (int c = 0; c < C::kSubTiles; ++c, ++box) {
+        const RingPos<C::kSlots> pos(box);
+        if (box >= uint32_t(C::kSlots)) ptx::mbarrier_wait(&s.empty[pos.slot], pos.phase ^ 1u);
         ptx::mbarrier_arrive_expect_tx(&s.full[pos.slot], C::kBoxBytes);
         ptx::tma_load_4d(s.slot(pos.slot), tmap, &s.full[pos.slot], c * C::kSubTileCols,
                          tile % C::kPageBlock, g, page, policy);
       }
-      ring ^= 1;
     }
   });
 }
@@ -248,9 +241,14 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   for (int k = 0; k < C::kSAccum; ++k) sc[k] = 0.f;
 #pragma unroll
   for (int c = 0; c < C::kSubTiles; ++c) {
-    const RingPos<C::kRingSlots> box(consumer, box0 + c);
-    // The wait is a loop: the explicit fence after it keeps ptxas from inserting its own on
-    // that path and serialising the wgmmas (C7520).
+    const RingPos<C::kSlots> box(box0 + c);
+    // The slot's previous fill may be the other consumer's, and may not have landed yet if
+    // this consumer runs a page ahead: its `full` would then still be in the phase before,
+    // whose parity is the one waited for here, and the wait would pass early. The previous
+    // fill's release (its `empty` phase) comes after its landing, so wait for that first.
+    if (box0 + c >= uint32_t(C::kSlots)) ptx::mbarrier_wait(&s.empty[box.slot], box.phase ^ 1u);
+    // The waits are loops: the explicit fence after them keeps ptxas from inserting its own
+    // on that path and serialising the wgmmas (C7520).
     ptx::mbarrier_wait(&s.full[box.slot], box.phase);
     ptx::wgmma_fence();
 #pragma unroll
@@ -266,7 +264,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   ptx::wgmma_commit();
   ptx::wgmma_wait<0>();
   // The RoPE box has no other reader.
-  ptx::mbarrier_arrive(&s.empty[RingPos<C::kRingSlots>(consumer, box0 + C::kSubTiles - 1).slot]);
+  ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
 
   // Column softmax in the base-2 domain: mask, this page's maximum per query row.
 #pragma unroll
@@ -318,7 +316,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
          c += C::kWarpgroupThreads) {
       const int row = valid + c / (C::kValueBoxes * kChunks);
       const int box = (c / kChunks) % C::kValueBoxes;
-      *reinterpret_cast<uint4*>(s.slot(RingPos<C::kRingSlots>(consumer, box0 + box).slot) +
+      *reinterpret_cast<uint4*>(s.slot(RingPos<C::kSlots>(box0 + box).slot) +
                                 row * C::kRowBytes + (c % kChunks) * 16) = make_uint4(0, 0, 0, 0);
     }
   }
@@ -345,7 +343,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
     for (int jt = 0; jt < C::kOTiles; ++jt) {
       // V^T: MN-major (channels contiguous), 8-token groups 1 KiB apart.
       const uint64_t da = ptx::smem_descriptor(
-          s.slot(RingPos<C::kRingSlots>(consumer, box0 + jt).slot) + k * C::kMmaK * C::kRowBytes,
+          s.slot(RingPos<C::kSlots>(box0 + jt).slot) + k * C::kMmaK * C::kRowBytes,
           C::kBoxBytes, C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
       wgmma_values<Element, kRows>(st.o[jt], da, db);
     }
@@ -354,7 +352,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   ptx::wgmma_wait<0>();
 #pragma unroll
   for (int c = 0; c < C::kValueBoxes; ++c) {
-    ptx::mbarrier_arrive(&s.empty[RingPos<C::kRingSlots>(consumer, box0 + c).slot]);
+    ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + c).slot]);
   }
 }
 
@@ -428,7 +426,7 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
   using C = NarrowConfig<kRows>;
   constexpr int kCols = C::kColsPerThread;
   constexpr int kBothThreads = C::kConsumers * C::kWarpgroupThreads;
-  uint32_t box = 0;  // this consumer's next box in its ring
+  uint32_t box = 0;  // the segment's first box in the CTA's walk
   float* xfer = reinterpret_cast<float*>(s.q);  // the merge's buffer: [value][128 threads]
   // The maxima go through this consumer's P^T buffer: [column][128 threads] floats.
   float* my_max = reinterpret_cast<float*>(s.p + consumer * C::kPBytes);
@@ -461,10 +459,12 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
       for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] = 0.f;
     }
 
+    int page = consumer;
     for (int tile = seg.token_begin + consumer * C::kBlockN; tile < seg.token_end;
-         tile += C::kConsumers * C::kBlockN, box += C::kSubTiles) {
-      narrow_page<Element, kRows>(p, s, seg, tile, box, consumer, t, st);
+         tile += C::kConsumers * C::kBlockN, page += C::kConsumers) {
+      narrow_page<Element, kRows>(p, s, seg, tile, box + page * C::kSubTiles, consumer, t, st);
     }
+    box += ((seg.token_end - seg.token_begin + C::kBlockN - 1) / C::kBlockN) * C::kSubTiles;
 
     // Merge (thread t of both consumers holds the same entries). First the maxima both ways,
     // through the P^T buffers: each consumer rescales its own sums and O^T to the common
