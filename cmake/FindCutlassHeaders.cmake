@@ -26,5 +26,5 @@ if(FLASH_MLA_CUTLASS_INCLUDE_DIR)
 else()
   message(WARNING "flash_mla: CUTLASS headers not found (pip install --no-deps "
                   "nvidia-cutlass==${FLASH_MLA_CUTLASS_PIP_VERSION}, or set "
-                  "FLASH_MLA_CUTLASS_INCLUDE_DIR); building the portable kernel only.")
+                  "FLASH_MLA_CUTLASS_INCLUDE_DIR); building without them (no kernel needs them yet).")
 endif()
