@@ -27,6 +27,7 @@
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/ptx_sm90.h"
+#include "kernels/sm90/q_tile.cuh"
 
 namespace flash_mla::sm90 {
 
@@ -138,30 +139,6 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
 // ---------------------------------------------------------------------------------------------
 // Consumers
 // ---------------------------------------------------------------------------------------------
-// Q rows [m_block * 64, +64) of KV head g into the swizzled tile; rows past M are zeros.
-template <class Element>
-__device__ __forceinline__ void load_q_tile(const DecodeParams& p, char* sQ, int batch, int g,
-                                            int m_block, int ctid) {
-  const Element* gQ = static_cast<const Element*>(p.q);
-  constexpr int kChunksPerRow = Cfg::kHeadDim * Cfg::kElemBytes / 16;  // 72
-  for (int c = ctid; c < Cfg::kBlockM * kChunksPerRow;
-       c += Cfg::kConsumers * Cfg::kWarpgroupThreads) {
-    const int r = c / kChunksPerRow;
-    const int cc = c % kChunksPerRow;
-    const int row = m_block * Cfg::kBlockM + r;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row < p.rows_per_kv) {
-      const int i = row / p.heads_per_kv;
-      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-      v = __ldg(reinterpret_cast<const uint4*>(gQ + batch * p.q_batch_stride +
-                                               i * p.q_seq_stride + h * p.q_head_stride) + cc);
-    }
-    const int sub = cc / 8, chunk = cc % 8;
-    *reinterpret_cast<uint4*>(sQ + sub * Cfg::kQSubTileBytes + r * Cfg::kRowBytes +
-                              ((chunk ^ (r % 8)) * 16)) = v;
-  }
-}
-
 // S[64 x 64] = Q·Kᵀ over 576 channels: 36 wgmma steps, both operands K-major in shared memory.
 // The steps of each 64-channel box are issued once that box has landed (barrier boxes[box],
 // phase parity `parity`), so the GEMM starts on the first box. Issued and committed; the
@@ -496,7 +473,8 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
   for_each_segment(p, part, [&](const Segment& seg) {
     // Both consumers are past the previous segment's last wgmma on Q.
     ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
-    load_q_tile<Element>(p, s.q, seg.batch, g, m_block, ctid);
+    load_q_rows<Element, Cfg::kBlockM>(p, s.q, seg.batch, g, m_block * Cfg::kBlockM, ctid,
+                                       kConsumerThreads);
     ptx::fence_proxy_async_shared();
     ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
 

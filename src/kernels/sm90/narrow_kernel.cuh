@@ -35,6 +35,7 @@
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/ptx_sm90.h"
+#include "kernels/sm90/q_tile.cuh"
 
 namespace flash_mla::sm90 {
 
@@ -153,29 +154,6 @@ __device__ __forceinline__ Element to_element(float x) {
     return __float2bfloat16_rn(x);
   } else {
     return __float2half_rn(x);
-  }
-}
-
-// Q rows [0, kRows) of KV head g into the swizzled tile; rows past M are zeros.
-template <class Element, int kRows>
-__device__ __forceinline__ void narrow_load_q(const DecodeParams& p, char* sQ, int batch, int g,
-                                              int t, int threads) {
-  using C = NarrowConfig<kRows>;
-  const Element* gQ = static_cast<const Element*>(p.q);
-  constexpr int kChunksPerRow = C::kHeadDim * C::kElemBytes / 16;  // 72
-  for (int c = t; c < kRows * kChunksPerRow; c += threads) {
-    const int r = c / kChunksPerRow;
-    const int cc = c % kChunksPerRow;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < p.rows_per_kv) {
-      const int i = r / p.heads_per_kv;
-      const int h = g * p.heads_per_kv + r % p.heads_per_kv;
-      v = __ldg(reinterpret_cast<const uint4*>(gQ + batch * p.q_batch_stride +
-                                               i * p.q_seq_stride + h * p.q_head_stride) + cc);
-    }
-    const int sub = cc / 8, chunk = cc % 8;
-    *reinterpret_cast<uint4*>(sQ + sub * C::kQSubTileBytes + r * C::kRowBytes +
-                              ((chunk ^ (r % 8)) * 16)) = v;
   }
 }
 
@@ -437,8 +415,8 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
   for_each_segment(p, part, [&](const Segment& seg) {
     // Both consumers are past the previous segment's merge, which followed their last wgmma
     // on Q and their last reads of the merge buffer.
-    narrow_load_q<Element, kRows>(p, s.q, seg.batch, g, consumer * C::kWarpgroupThreads + t,
-                                  kBothThreads);
+    load_q_rows<Element, kRows>(p, s.q, seg.batch, g, 0, consumer * C::kWarpgroupThreads + t,
+                                kBothThreads);
     if (consumer == 0 && t < kRows) {
       const int i = t / p.heads_per_kv;
       s.col_limit[t] = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
