@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine, from the repository root: build, SASS / resource report,
-# ctest, compute-sanitizer (memcheck, racecheck, synccheck), benchmark sweep. A summary table
+# ctest and the GPU grid once per kernel (portable, hopper, hopper-wide: the wide Hopper kernel
+# for every M), compute-sanitizer (memcheck, racecheck, synccheck), benchmark sweep. A summary table
 # is printed last; the exit status is non-zero if any selected step failed.
 #
 #   STEPS=build,sass,test,sanitize,bench,pyinstall,pytest,pybench
