@@ -87,6 +87,13 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
 }
 
+// The same with the id and count as immediates, for barriers whose id is known at compile
+// time: ptxas then knows which barrier each bar.sync uses.
+template <int kId, int kThreads>
+__device__ __forceinline__ void named_barrier_sync() {
+  asm volatile("bar.sync %0, %1;\n" :: "n"(kId), "n"(kThreads) : "memory");
+}
+
 // Arrives on a named barrier without waiting: the signalling side of a producer/consumer pair
 // whose consumers bar.sync with the same thread count (PTX ISA: "bar, barrier": bar.arrive).
 __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {

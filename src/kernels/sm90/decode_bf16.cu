@@ -3,6 +3,4 @@
 
 namespace flash_mla::sm90 {
 template cudaError_t launch_hopper_decode<__nv_bfloat16>(const DecodeParams&, int, cudaStream_t);
-template cudaError_t launch_hopper_narrow<__nv_bfloat16, 16>(const DecodeParams&, cudaStream_t);
-template cudaError_t launch_hopper_narrow<__nv_bfloat16, 32>(const DecodeParams&, cudaStream_t);
 }  // namespace flash_mla::sm90

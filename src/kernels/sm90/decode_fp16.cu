@@ -3,6 +3,4 @@
 
 namespace flash_mla::sm90 {
 template cudaError_t launch_hopper_decode<__half>(const DecodeParams&, int, cudaStream_t);
-template cudaError_t launch_hopper_narrow<__half, 16>(const DecodeParams&, cudaStream_t);
-template cudaError_t launch_hopper_narrow<__half, 32>(const DecodeParams&, cudaStream_t);
 }  // namespace flash_mla::sm90

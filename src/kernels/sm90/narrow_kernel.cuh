@@ -109,19 +109,24 @@ __device__ __forceinline__ void narrow_produce(const DecodeParams& p, const CUte
 // ---------------------------------------------------------------------------------------------
 // Consumer warpgroup
 // ---------------------------------------------------------------------------------------------
-// Named barriers (0 is __syncthreads): id 1 + c for consumer c's 128 threads. Immediate ids, so
-// ptxas and the sanitizers see which barrier each bar.sync is. Between the consumers the
+// Named barriers (0 is __syncthreads), one per consumer warpgroup. Between the consumers the
 // hand-offs are mbarriers (NarrowHandoff): with a 256-thread named barrier instead, racecheck
 // reported the merge's exchanges as races.
-template <int kId, int kThreads>
-__device__ __forceinline__ void bar_sync() {
-  asm volatile("bar.sync %0, %1;\n" :: "n"(kId), "n"(kThreads) : "memory");
+enum class NarrowBarrier : int {
+  kConsumer0 = 1,  // consumer 0's 128 threads
+  kConsumer1 = 2,  // consumer 1's 128 threads
+};
+
+template <NarrowBarrier kId>
+__device__ __forceinline__ void sync_warpgroup() {
+  ptx::named_barrier_sync<static_cast<int>(kId), 128>();
 }
 __device__ __forceinline__ void sync_consumer(int consumer) {
+  // Immediate ids (not 1 + consumer in a register), so ptxas knows each bar.sync's barrier.
   if (consumer == 0) {
-    bar_sync<1, 128>();
+    sync_warpgroup<NarrowBarrier::kConsumer0>();
   } else {
-    bar_sync<2, 128>();
+    sync_warpgroup<NarrowBarrier::kConsumer1>();
   }
 }
 
