@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/common/ptx.h"
+#include "kernels/common/row_finish.h"
 #include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm80/config.h"
@@ -336,10 +337,8 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     float l = 0.f;  // fixed summation order: identical in every warp, bitwise reproducible
 #pragma unroll
     for (int w = 0; w < Cfg::kWarpsPerGroup; ++w) l += group_sum[w * Cfg::kRowsPerGroup + c.gid + 8 * half];
-    const bool empty = l == 0.f;
-    const float inv = empty ? 0.f : 1.f / l;
-    const float lse = empty ? (split ? -INFINITY : INFINITY)
-                            : (st.m[half] + log2f(l)) * 0.69314718055994531f;
+    const FinishedRow fin = finish_row(st.m[half], l, split);
+    const float inv = fin.inv_sum, lse = fin.lse;
     const int col0 = c.warp_in_group * Cfg::kColsPerWarp + c.tig * 2;
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/row_finish.h"
 #include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
@@ -310,10 +311,8 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     const float l = sm.row_sum[r] + sm.row_sum[Cfg::kBlockM + r];
     const int row = m_block * Cfg::kBlockM + r;
     if (row >= p.rows_per_kv) continue;
-    const bool empty = l == 0.f;
-    const float inv = empty ? 0.f : 1.f / l;
-    const float lse = empty ? (split ? -INFINITY : INFINITY)
-                            : (st.m[half] + log2f(l)) * 0.69314718055994531f;
+    const FinishedRow fin = finish_row(st.m[half], l, split);
+    const float inv = fin.inv_sum, lse = fin.lse;
     const int col0 = consumer * Cfg::kColsPerConsumer + 2 * (lane % 4);
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/common/row_finish.h"
 #include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
@@ -198,6 +199,26 @@ struct NarrowState {
   float l[C::kColsPerThread];
   float o[C::kOTiles][C::kSAccum];
 
+  __device__ void reset() {
+#pragma unroll
+    for (int j = 0; j < C::kColsPerThread; ++j) {
+      m[j] = -INFINITY;
+      l[j] = 0.f;
+    }
+#pragma unroll
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+      for (int k = 0; k < C::kSAccum; ++k) o[jt][k] = 0.f;
+    }
+  }
+  // O^T *= f of each entry's query-row column.
+  __device__ void scale_o(const float (&f)[C::kColsPerThread]) {
+#pragma unroll
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+      for (int k = 0; k < C::kSAccum; ++k) o[jt][k] *= f[(k / 4) * 2 + (k % 2)];
+    }
+  }
   // The i-th of the kMergeFloats values the merge hands over: the sums, then O^T.
   __device__ float& at(int i) {
     if (i < C::kColsPerThread) return l[i];
@@ -366,10 +387,8 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < C::kWarps; ++w) sum += s.col_sum[w * kRows + row];
-    const bool empty = sum == 0.f;
-    const float inv = empty ? 0.f : 1.f / sum;
-    const float lse = empty ? (split ? -INFINITY : INFINITY)
-                            : (st.m[j] + log2f(sum)) * 0.69314718055994531f;
+    const FinishedRow fin = finish_row(st.m[j], sum, split);
+    const float inv = fin.inv_sum, lse = fin.lse;
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;
     const int idx0 = (j / 2) * 4 + (j % 2);  // + 2*half
@@ -403,18 +422,63 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
   }
 }
 
+// At a segment's end: consumer 1's state merged into consumer 0's, through shared memory that
+// is free then.
+template <int kRows>
+__device__ __forceinline__ void narrow_merge(const NarrowSmem<kRows>& s, int consumer, int t,
+                                             NarrowHandoff& handoff, NarrowState<kRows>& st) {
+  using C = NarrowConfig<kRows>;
+  constexpr int kCols = C::kColsPerThread;
+  float* xfer = reinterpret_cast<float*>(s.q);  // the rounds' buffer: [value][128 threads]
+  // The maxima go through each consumer's P^T buffer: [column][128 threads] floats.
+  float* my_max = reinterpret_cast<float*>(s.p + consumer * C::kPBytes);
+  const float* other_max = reinterpret_cast<const float*>(s.p + (1 - consumer) * C::kPBytes);
+  static_assert(kCols * C::kWarpgroupThreads * sizeof(float) <= C::kPBytes);
+  // Thread t of both consumers holds the same entries. First the maxima both ways,
+  // through the P^T buffers: each consumer rescales its own sums and O^T to the common
+  // maximum. Then consumer 1's sums and O^T reach consumer 0 through the Q tile,
+  // kMergeChunk values per thread a round. Hand-offs: 1 -> 0 (maxima, Q·Kᵀ done),
+  // 0 -> 1 (the same), then per round 1 -> 0 (written), 0 -> 1 (read).
+  sync_consumer(consumer);  // every warp's last P·V done: the P^T buffer is free
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) my_max[j * C::kWarpgroupThreads + t] = st.m[j];
+  handoff.exchange(consumer);
+  float scale[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const float m = fmaxf(st.m[j], other_max[j * C::kWarpgroupThreads + t]);
+    scale[j] = exp2f(st.m[j] - (m == -INFINITY ? 0.f : m));
+    st.m[j] = m;
+    st.l[j] *= scale[j];
+  }
+  st.scale_o(scale);
+#pragma unroll
+  for (int r = 0; r < C::kMergeRounds; ++r) {
+    const int i0 = r * C::kMergeChunk;
+    if (consumer == 1) {
+#pragma unroll
+      for (int i = 0; i < C::kMergeChunk; ++i) {
+        if (i0 + i < C::kMergeFloats) xfer[i * C::kWarpgroupThreads + t] = st.at(i0 + i);
+      }
+      handoff.signal();  // round r written
+      handoff.await();   // round r read: the buffer (and at the end Q) is free
+    } else {
+      handoff.await();
+#pragma unroll
+      for (int i = 0; i < C::kMergeChunk; ++i) {
+        if (i0 + i < C::kMergeFloats) st.at(i0 + i) += xfer[i * C::kWarpgroupThreads + t];
+      }
+      handoff.signal();
+    }
+  }
+}
+
 template <class Element, int kRows>
 __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const NarrowSmem<kRows>& s,
                                                int part, int g, int consumer, int t) {
   using C = NarrowConfig<kRows>;
-  constexpr int kCols = C::kColsPerThread;
   constexpr int kBothThreads = C::kConsumers * C::kWarpgroupThreads;
   uint32_t box = 0;  // the segment's first box in the CTA's walk
-  float* xfer = reinterpret_cast<float*>(s.q);  // the merge's buffer: [value][128 threads]
-  // The maxima go through this consumer's P^T buffer: [column][128 threads] floats.
-  float* my_max = reinterpret_cast<float*>(s.p + consumer * C::kPBytes);
-  const float* other_max = reinterpret_cast<const float*>(s.p + (1 - consumer) * C::kPBytes);
-  static_assert(kCols * C::kWarpgroupThreads * sizeof(float) <= C::kPBytes);
   NarrowHandoff handoff{consumer == 0 ? s.to0 : s.to1, consumer == 0 ? s.to1 : s.to0};
 
   for_each_segment(p, part, [&](const Segment& seg) {
@@ -431,16 +495,7 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     handoff.exchange(consumer);       // the other's too
 
     NarrowState<kRows> st;
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) {
-      st.m[j] = -INFINITY;
-      st.l[j] = 0.f;
-    }
-#pragma unroll
-    for (int jt = 0; jt < C::kOTiles; ++jt) {
-#pragma unroll
-      for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] = 0.f;
-    }
+    st.reset();
 
     int page = consumer;
     for (int tile = seg.token_begin + consumer * C::kBlockN; tile < seg.token_end;
@@ -449,47 +504,7 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     }
     box += ((seg.token_end - seg.token_begin + C::kBlockN - 1) / C::kBlockN) * C::kSubTiles;
 
-    // Merge (thread t of both consumers holds the same entries). First the maxima both ways,
-    // through the P^T buffers: each consumer rescales its own sums and O^T to the common
-    // maximum. Then consumer 1's sums and O^T reach consumer 0 through the Q tile,
-    // kMergeChunk values per thread a round. Hand-offs: 1 -> 0 (maxima, Q·Kᵀ done),
-    // 0 -> 1 (the same), then per round 1 -> 0 (written), 0 -> 1 (read).
-    sync_consumer(consumer);  // every warp's last P·V done: the P^T buffer is free
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) my_max[j * C::kWarpgroupThreads + t] = st.m[j];
-    handoff.exchange(consumer);
-    float scale[kCols];
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) {
-      const float m = fmaxf(st.m[j], other_max[j * C::kWarpgroupThreads + t]);
-      scale[j] = exp2f(st.m[j] - (m == -INFINITY ? 0.f : m));
-      st.m[j] = m;
-      st.l[j] *= scale[j];
-    }
-#pragma unroll
-    for (int jt = 0; jt < C::kOTiles; ++jt) {
-#pragma unroll
-      for (int k = 0; k < C::kSAccum; ++k) st.o[jt][k] *= scale[(k / 4) * 2 + (k % 2)];
-    }
-#pragma unroll
-    for (int r = 0; r < C::kMergeRounds; ++r) {
-      const int i0 = r * C::kMergeChunk;
-      if (consumer == 1) {
-#pragma unroll
-        for (int i = 0; i < C::kMergeChunk; ++i) {
-          if (i0 + i < C::kMergeFloats) xfer[i * C::kWarpgroupThreads + t] = st.at(i0 + i);
-        }
-        handoff.signal();  // round r written
-        handoff.await();   // round r read: the buffer (and at the end Q) is free
-      } else {
-        handoff.await();
-#pragma unroll
-        for (int i = 0; i < C::kMergeChunk; ++i) {
-          if (i0 + i < C::kMergeFloats) st.at(i0 + i) += xfer[i * C::kWarpgroupThreads + t];
-        }
-        handoff.signal();
-      }
-    }
+    narrow_merge<kRows>(s, consumer, t, handoff, st);
     if (consumer == 0) narrow_epilogue<Element, kRows>(p, s, seg, g, t, st);
   });
 }
