@@ -65,7 +65,9 @@ struct NarrowSmem {
     col_max = reinterpret_cast<float*>(ring + size_t(C::kSlots) * C::kBoxBytes);
     col_sum = col_max + C::kConsumers * C::kWarps * kRows;
     col_limit = reinterpret_cast<int*>(col_sum + C::kWarps * kRows);
-    full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);  // 8-byte aligned
+    // col_limit's reservation is 2 kRows ints of which kRows are used (kStatBytes): a spare
+    // 64 or 128 bytes, kept because removing it moves the barriers (not re-measured yet).
+    full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);
     empty = full + C::kSlots;
     to0 = empty + C::kSlots;
     to1 = to0 + 1;
