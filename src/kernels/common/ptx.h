@@ -13,6 +13,16 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// 2^x on the special-function unit, subnormal results flushed to zero (PTX ISA: "Floating
+// Point Instructions: ex2"): one MUFU.EX2, where exp2f adds a range test and two scalings for
+// subnormal results. In a softmax those are the weights below 2^-126 of the row maximum, which
+// no bf16/fp16 output can resolve. ex2(-inf) = +0, so masked scores give P = 0.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // 16-byte global->shared copy that bypasses L1 (PTX ISA: "Data Movement and Conversion Instructions: cp.async"). src_bytes = 0 fills the
 // destination with zeros without reading the source: used for KV tokens past the sequence and
 // Q rows past M, so padding never brings NaN into the tile.

@@ -219,11 +219,14 @@ struct RowState {
 // exp2 reference point: a row with no key yet keeps P = 0 and a zero rescale, never NaN.
 __device__ __forceinline__ float softmax_ref(float m) { return m == -INFINITY ? 0.f : m; }
 
-// Softmax of the page this consumer owns, against the running maximum st.m:
-// masks, scales to the base-2 domain, takes the row maximum (the four threads of a quad hold a
-// row), writes P = exp2(s - m_new) packed to `pr` and to shared memory `sP` (swizzled, K-major),
-// publishes m_new in `row_max`, and returns the rescale exp2(m_old - m_new) of the state.
-template <class Element>
+// Softmax of the page this consumer owns, against the running maximum st.m: scales to the
+// base-2 domain (and, for kMasked, masks per row), takes the row maximum (the four threads of
+// a quad hold a row), writes P = exp2(s - m_new) packed to `pr` and to shared memory `sP`
+// (swizzled, K-major), publishes m_new in `row_max`, and returns the rescale
+// exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's critical path
+// (docs/perf-notes.md, v8): a page that no row masks takes the kMasked = false form, without
+// a compare and select per score.
+template <class Element, bool kMasked>
 __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segment& seg, int tile,
                                              int m_block, const Coord& c, float (&s)[Cfg::kSAccum],
                                              RowState& st, uint32_t (&pr)[Cfg::kPRegs],
@@ -231,28 +234,35 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
-    const int i = (m_block * Cfg::kBlockM + r) / p.heads_per_kv;
-    const int limit = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
+    int limit = 0;
+    if constexpr (kMasked) {
+      const int i = (m_block * Cfg::kBlockM + r) / p.heads_per_kv;
+      limit = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
+    }
     float mx = st.m[half];
 #pragma unroll
     for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int idx = nt * 4 + 2 * half + e;
-        const int token = tile + nt * 8 + 2 * (c.lane % 4) + e;
-        s[idx] = token < limit ? s[idx] * p.scale_log2 : -INFINITY;
+        if constexpr (kMasked) {
+          const int token = tile + nt * 8 + 2 * (c.lane % 4) + e;
+          s[idx] = token < limit ? s[idx] * p.scale_log2 : -INFINITY;
+        } else {
+          s[idx] *= p.scale_log2;
+        }
         mx = fmaxf(mx, s[idx]);
       }
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float ref = softmax_ref(mx);
-    rescale[half] = exp2f(st.m[half] - ref);
+    rescale[half] = ptx::exp2_approx(st.m[half] - ref);
     float sum = 0.f;
 #pragma unroll
     for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
-      const float p0 = exp2f(s[nt * 4 + 2 * half] - ref);
-      const float p1 = exp2f(s[nt * 4 + 2 * half + 1] - ref);
+      const float p0 = ptx::exp2_approx(s[nt * 4 + 2 * half] - ref);
+      const float p1 = ptx::exp2_approx(s[nt * 4 + 2 * half + 1] - ref);
       sum += p0 + p1;
       const uint32_t packed = ptx::pack2<Element>(p0, p1);
       pr[nt * 2 + half] = packed;
@@ -265,6 +275,29 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
   }
 }
 
+// The page at `tile` needs no mask when it ends at or before `unmasked`, the smallest key
+// limit over the CTA's rows (the same for every thread, so the branch does not diverge).
+template <class Element>
+__device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segment& seg, int tile,
+                                             int unmasked, int m_block, const Coord& c,
+                                             float (&s)[Cfg::kSAccum], RowState& st,
+                                             uint32_t (&pr)[Cfg::kPRegs], char* sP,
+                                             float* row_max, float (&rescale)[2]) {
+  if (tile + Cfg::kBlockN <= unmasked) {
+    page_softmax<Element, false>(p, seg, tile, m_block, c, s, st, pr, sP, row_max, rescale);
+  } else {
+    page_softmax<Element, true>(p, seg, tile, m_block, c, s, st, pr, sP, row_max, rescale);
+  }
+}
+
+// The first key a row of this CTA may not see: the causal limit of its first row (rows are
+// ordered by query index), or the sequence length.
+__device__ __forceinline__ int unmasked_end(const DecodeParams& p, const Segment& seg,
+                                            int m_block) {
+  const int i_first = (m_block * Cfg::kBlockM) / p.heads_per_kv;
+  return p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i_first + 1) : seg.seqlen;
+}
+
 // Takes the other consumer's published running maximum (after its page): returns the rescale
 // of this consumer's state and adopts the maximum.
 __device__ __forceinline__ void adopt_max(const Coord& c, const float* row_max, RowState& st,
@@ -272,7 +305,7 @@ __device__ __forceinline__ void adopt_max(const Coord& c, const float* row_max, 
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const float m_new = row_max[c.r_local + 8 * half];
-    rescale[half] = exp2f(st.m[half] - softmax_ref(m_new));
+    rescale[half] = ptx::exp2_approx(st.m[half] - softmax_ref(m_new));
     st.l[half] *= rescale[half];
     st.m[half] = m_new;
   }
@@ -397,17 +430,18 @@ struct StageWalk {
 // and the left half of O.
 template <class Element>
 __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem& s,
-                                               const Segment& seg, int tile, bool has_b, int it,
-                                               int m_block, const Coord& c, StageWalk& walk,
-                                               RowState& st, float (&o)[Cfg::kOAccum]) {
+                                               const Segment& seg, int unmasked, int tile,
+                                               bool has_b, int it, int m_block, const Coord& c,
+                                               StageWalk& walk, RowState& st,
+                                               float (&o)[Cfg::kOAccum]) {
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
   walk.issue_scores_for<Element>(s, it, seg, tile, sc);
   ptx::wgmma_wait<0>();
   uint32_t pr[Cfg::kPRegs];
   float rescale[2];
-  page_softmax<Element>(p, seg, tile, m_block, c, sc, st, pr, s.p_tile(stage_a), s.row_max,
-                        rescale);
+  page_softmax<Element>(p, seg, tile, unmasked, m_block, c, sc, st, pr, s.p_tile(stage_a),
+                        s.row_max, rescale);
   ptx::fence_proxy_async_shared();  // P_A written by threads, read by consumer 1's wgmma
   ptx::mbarrier_arrive(s.page_a);
   rescale_output(o, rescale);
@@ -428,9 +462,10 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
 // The same pair for consumer 1, which owns page B and the right half of O.
 template <class Element>
 __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem& s,
-                                               const Segment& seg, int tile, bool has_b, int it,
-                                               int m_block, const Coord& c, StageWalk& walk,
-                                               RowState& st, float (&o)[Cfg::kOAccum]) {
+                                               const Segment& seg, int unmasked, int tile,
+                                               bool has_b, int it, int m_block, const Coord& c,
+                                               StageWalk& walk, RowState& st,
+                                               float (&o)[Cfg::kOAccum]) {
   constexpr int kRight = Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes;  // V columns 256..511
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
@@ -446,7 +481,7 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   issue_pv_shared<Element>(s.p_tile(stage_a), s.stage(stage_a) + kRight, o);
   uint32_t pr[Cfg::kPRegs];
   if (has_b) {
-    page_softmax<Element>(p, seg, tile + Cfg::kBlockN, m_block, c, sc, st, pr,
+    page_softmax<Element>(p, seg, tile + Cfg::kBlockN, unmasked, m_block, c, sc, st, pr,
                           s.p_tile(stage_b), s.row_max + Cfg::kBlockM, rescale);
     ptx::fence_proxy_async_shared();  // P_B written by threads, read by consumer 0's wgmma
     ptx::mbarrier_arrive(s.page_b);
@@ -478,15 +513,16 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
     ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
 
     RowState st = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
+    const int unmasked = unmasked_end(p, seg, m_block);
     float o[Cfg::kOAccum];
 #pragma unroll
     for (int k = 0; k < Cfg::kOAccum; ++k) o[k] = 0.f;
     for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
       const bool has_b = tile + Cfg::kBlockN < seg.token_end;
       if (consumer == 0) {
-        pair_consumer0<Element>(p, s, seg, tile, has_b, it, m_block, c, walk, st, o);
+        pair_consumer0<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
       } else {
-        pair_consumer1<Element>(p, s, seg, tile, has_b, it, m_block, c, walk, st, o);
+        pair_consumer1<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
       }
       it += has_b ? 2 : 1;
     }
