@@ -35,7 +35,10 @@ struct HopperConfig {
   static constexpr int kColsPerConsumer = kHeadDimV / kConsumers;       // 256
   static constexpr int kSubTilesPerConsumerV = kColsPerConsumer / kSubTileCols;  // 4
 
-  // Register budgets after setmaxnreg: 128 * (kProducerRegs + 2 * kConsumerRegs) <= 64 Ki.
+  // Register budgets after setmaxnreg. The CTA keeps the registers it launched with (168 per
+  // thread: 64 Ki over 384 threads, in steps of 8), so the consumers can only take what the
+  // producer gives back: kProducerRegs + 2 * kConsumerRegs <= 3 * 168.
+  static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
 
@@ -76,7 +79,8 @@ struct HopperConfig {
   static_assert(kPSubTile == kSubTiles - 1, "P overwrites the last (RoPE) sub-tile");
   static_assert(kBlockN * kElemBytes == kRowBytes, "a row of P is one 128-byte swizzle row");
   static_assert(kColsPerConsumer == 256, "O += P V uses wgmma m64n256");
-  static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);
+  static_assert(kProducerRegs + kConsumers * kConsumerRegs <= (1 + kConsumers) * kLaunchRegs,
+                "setmaxnreg.inc would wait forever for registers no warpgroup gives back");
   static_assert(kConsumerRegs % 8 == 0 && kProducerRegs % 8 == 0, "setmaxnreg granularity");
   static_assert(kSmemBytes <= 232448, "227 KiB: the sm_90 per-CTA shared-memory limit");
 };
@@ -108,7 +112,7 @@ struct NarrowConfig {
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = (kConsumers + 1) * kWarpgroupThreads;  // + producer
   static constexpr int kWarps = kWarpgroupThreads / 32;    // warps of a consumer: 16 rows each
-  static constexpr int kProducerRegs = 40;                 // setmaxnreg, as the wide kernel
+  static constexpr int kProducerRegs = 40;                 // setmaxnreg
   static constexpr int kConsumerRegs = 232;
 
   static constexpr int kMmaK = 16;
@@ -142,7 +146,7 @@ struct NarrowConfig {
   static_assert(kQSubTileBytes % kSwizzleAtomBytes == 0, "whole swizzle atoms per Q sub-tile");
   static_assert(kSlots >= 2 * kSubTiles, "a consumer's page and the other consumer's");
   static_assert(kMergeChunk >= 2 * kColsPerThread, "both consumers' maxima in one round");
-  static_assert(kWarpgroupThreads * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536);
+  static_assert(kProducerRegs + kConsumers * kConsumerRegs <= (1 + kConsumers) * Base::kLaunchRegs);
   static_assert(kSmemBytes <= kLimit);
 };
 }  // namespace flash_mla::sm90

@@ -241,10 +241,10 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   char* sP = s.p + consumer * C::kPBytes;
   float* col_max = s.col_max + consumer * C::kWarps * kRows;
 
-  // S^T = K Q^T, box by box as the boxes land.
-  float sc[C::kSAccum];
-#pragma unroll
-  for (int k = 0; k < C::kSAccum; ++k) sc[k] = 0.f;
+  // S^T = K Q^T, box by box as the boxes land, as two accumulator chains (even and odd
+  // k-steps): a wgmma that depends on the previous one's accumulator waits ~100 cycles for it,
+  // against 8 or 16 of tensor work at N = 16 / 32 (docs/perf-notes.md, v8).
+  float sc[C::kSAccum], sc_odd[C::kSAccum];
 #pragma unroll
   for (int c = 0; c < C::kSubTiles; ++c) {
     const RingPos<C::kSlots> box(box0 + c);
@@ -264,11 +264,17 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
                                                C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
       const uint64_t db = ptx::smem_descriptor(s.q + c * C::kQSubTileBytes + k_bytes, 16,
                                                C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-      wgmma_scores<Element, kRows>(sc, da, db, (c | kk) != 0 ? 1u : 0u);
+      if (kk % 2 == 0) {
+        wgmma_scores<Element, kRows>(sc, da, db, (c | kk) != 0 ? 1u : 0u);
+      } else {
+        wgmma_scores<Element, kRows>(sc_odd, da, db, (c | (kk - 1)) != 0 ? 1u : 0u);
+      }
     }
   }
   ptx::wgmma_commit();
   ptx::wgmma_wait<0>();
+#pragma unroll
+  for (int k = 0; k < C::kSAccum; ++k) sc[k] += sc_odd[k];  // a fixed order: run-to-run identical
   // The RoPE box has no other reader.
   ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
 
@@ -297,13 +303,13 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
 #pragma unroll
     for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, col_max[w * kRows + col]);
     const float ref = mx == -INFINITY ? 0.f : mx;  // no key yet: P = 0, never NaN
-    rescale[j] = exp2f(st.m[j] - ref);
+    rescale[j] = ptx::exp2_approx(st.m[j] - ref);
     st.m[j] = mx;
     float sum = 0.f;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int idx = (j / 2) * 4 + 2 * half + (j % 2);
-      const float pv = exp2f(sc[idx] - ref);
+      const float pv = ptx::exp2_approx(sc[idx] - ref);
       sum += pv;
       // P^T row `col` (a query row), column = token: K-major for the P·V B operand.
       const int tt = m_row + 8 * half;
