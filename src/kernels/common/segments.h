@@ -19,6 +19,12 @@ struct Segment {
   int slot;         // workspace slot of a split piece, -1 when written directly
 };
 
+// Keys of `seg` visible to query index i (0 .. seqlen_q - 1): tokens below the returned
+// limit. Causal: query i sits at position seqlen - seqlen_q + i and sees keys up to it.
+__device__ __forceinline__ int key_limit(const DecodeParams& p, const Segment& seg, int i) {
+  return p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
+}
+
 // Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an
 // idle record). Every role of a CTA makes the same walk. Pages are the scheduler's.
 template <class Fn>

@@ -234,11 +234,8 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
-    int limit = 0;
-    if constexpr (kMasked) {
-      const int i = (m_block * Cfg::kBlockM + r) / p.heads_per_kv;
-      limit = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
-    }
+    const int limit =
+        kMasked ? key_limit(p, seg, (m_block * Cfg::kBlockM + r) / p.heads_per_kv) : 0;
     float mx = st.m[half];
 #pragma unroll
     for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
@@ -290,12 +287,11 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
   }
 }
 
-// The first key a row of this CTA may not see: the causal limit of its first row (rows are
-// ordered by query index), or the sequence length.
+// The smallest key limit of the CTA's rows: that of its first row (rows are ordered by query
+// index).
 __device__ __forceinline__ int unmasked_end(const DecodeParams& p, const Segment& seg,
                                             int m_block) {
-  const int i_first = (m_block * Cfg::kBlockM) / p.heads_per_kv;
-  return p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i_first + 1) : seg.seqlen;
+  return key_limit(p, seg, (m_block * Cfg::kBlockM) / p.heads_per_kv);
 }
 
 // Takes the other consumer's published running maximum (after its page): returns the rescale

@@ -264,11 +264,8 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
                                                C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
       const uint64_t db = ptx::smem_descriptor(s.q + c * C::kQSubTileBytes + k_bytes, 16,
                                                C::kSwizzleAtomBytes, ptx::Swizzle::k128B);
-      if (kk % 2 == 0) {
-        wgmma_scores<Element, kRows>(sc, da, db, (c | kk) != 0 ? 1u : 0u);
-      } else {
-        wgmma_scores<Element, kRows>(sc_odd, da, db, (c | (kk - 1)) != 0 ? 1u : 0u);
-      }
+      const uint32_t accumulate = c > 0 || kk >= 2 ? 1u : 0u;  // not a chain's first step
+      wgmma_scores<Element, kRows>(kk % 2 == 0 ? sc : sc_odd, da, db, accumulate);
     }
   }
   ptx::wgmma_commit();
@@ -495,8 +492,7 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     load_q_rows<Element, kRows>(p, s.q, seg.batch, g, 0, consumer * C::kWarpgroupThreads + t,
                                 kBothThreads);
     if (consumer == 0 && t < kRows) {
-      const int i = t / p.heads_per_kv;
-      s.col_limit[t] = p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
+      s.col_limit[t] = key_limit(p, seg, t / p.heads_per_kv);
     }
     ptx::fence_proxy_async_shared();  // Q: thread writes read by the wgmma
     sync_consumer(consumer);          // this consumer's part of Q written
