@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/launch.h"
 #include "kernels/common/ptx.h"
 #include "kernels/params.h"
 #include "scheduler/schedule.h"
@@ -85,6 +86,10 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   __shared__ int num_hits;
   extern __shared__ float weights[];  // [kRowsPerCta][num_slots]
 
+  // Launched as a dependent of the split kernel: nothing of its output is read before this. The
+  // next kernel in the stream may then be scheduled (its own griddep_wait orders its reads).
+  ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const int row_in_cta = warp / S::kSlotGroups;
@@ -204,8 +209,10 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
 // Few sequences, each split into many pieces: read the slots in parallel.
 inline bool use_slots_shape(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
 
+// `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
+// completion is the trigger), so its launch overlaps the split kernel's end.
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& p, cudaStream_t stream) {
+cudaError_t launch_combine(const DecodeParams& p, bool dependent, cudaStream_t stream) {
   const int columns = p.num_sm_parts < p.batch ? p.num_sm_parts : p.batch;
   auto launch = [&](auto shape) {
     using S = decltype(shape);
@@ -218,8 +225,7 @@ cudaError_t launch_combine(const DecodeParams& p, cudaStream_t stream) {
           kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
       if (err != cudaSuccess) return err;
     }
-    kernel<<<grid, S::kThreads, smem, stream>>>(p);
-    return cudaGetLastError();
+    return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
   };
   return use_slots_shape(p) ? launch(SlotsShape{}) : launch(RowsShape{});
 }

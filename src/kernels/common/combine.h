@@ -8,6 +8,6 @@
 namespace flash_mla::combine {
 
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& params, cudaStream_t stream);
+cudaError_t launch_combine(const DecodeParams& params, bool dependent, cudaStream_t stream);
 
 }  // namespace flash_mla::combine

@@ -23,6 +23,24 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
+// Programmatic dependent launch (PTX ISA: "Parallel Synchronization and Communication
+// Instructions: griddepcontrol"; sm_90 and later, nothing on older GPUs). griddep_wait: no read
+// of what the previous grid in the stream writes may come before it; it returns once that grid
+// has completed and its writes are visible (at once when this grid was launched without the
+// programmatic-serialization attribute). griddep_launch_dependents: the next grid in the stream,
+// if launched with that attribute, may be scheduled once every CTA of this one has issued it or
+// exited, so its launch overlaps this grid's tail.
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // 16-byte global->shared copy that bypasses L1 (PTX ISA: "Data Movement and Conversion Instructions: cp.async"). src_bytes = 0 fills the
 // destination with zeros without reading the source: used for KV tokens past the sequence and
 // Q rows past M, so padding never brings NaN into the tile.

@@ -6,6 +6,7 @@
 
 #include <type_traits>
 
+#include "kernels/common/launch.h"
 #include "kernels/sm90/config.h"
 #include "kernels/sm90/decode_kernel.cuh"
 #include "kernels/sm90/launch.h"
@@ -53,8 +54,8 @@ cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaS
     return err;
   }
   const dim3 grid(params.num_sm_parts, m_blocks, params.num_heads_kv);
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params, map);
-  return cudaGetLastError();
+  return launch_kernel(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream,
+                       /*dependent=*/true, params, map);
 }
 
 template <class Element, int kRows>
@@ -69,8 +70,8 @@ cudaError_t launch_hopper_narrow(const DecodeParams& params, cudaStream_t stream
     return err;
   }
   const dim3 grid(params.num_sm_parts, 1, params.num_heads_kv);
-  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(params, map);
-  return cudaGetLastError();
+  return launch_kernel(kernel, grid, dim3(C::kThreads), C::kSmemBytes, stream,
+                       /*dependent=*/true, params, map);
 }
 
 }  // namespace flash_mla::sm90
