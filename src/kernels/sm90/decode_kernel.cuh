@@ -552,11 +552,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     ptx::prefetch_tensor_map(&tmap_kv);
   }
   __syncthreads();
-  // Launched as a programmatic dependent (decode_launch.cuh): nothing the previous kernel in the
-  // stream may write (Q, the KV cache, block table, lengths, metadata, workspace) is read before
-  // this. No early griddep_launch_dependents: the combine kernel's CTAs would then take the SMs
-  // that free first and crowd onto a few of them (docs/perf-notes.md, "Programmatic dependent
-  // launch").
+  // A programmatic dependent launch: no global read before this (docs/design.md, "A decode call").
   ptx::griddep_wait();
 
   if (role == Role::kProducer) {
