@@ -1,7 +1,7 @@
 // Probe: how long the wide kernel's wgmma batches take on one SM, with no loads and no softmax,
 // so a schedule can be designed against measured costs rather than assumed ones.
 //
-// One CTA per SM (132 CTAs), one or two warpgroups each issuing, per repetition:
+// One CTA per SM, one or two warpgroups each issuing, per repetition:
 //   s_ss      Q·Kᵀ of one page: 36 m64n64k16, A (Q) and B (K) from shared memory
 //   s_rs      the same with A from registers
 //   s_ss128   Q·Kᵀ of two pages at once: 36 m64n128k16 (B = both pages' boxes)
@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "kernels/sm90/ptx_sm90.h"
 namespace flash_mla::ptx {
@@ -128,35 +129,37 @@ __global__ void __launch_bounds__(256, 1) probe(int wgs, int reps, long long* cy
 }
 
 template <int kMode, int kChains>
-void run(const char* name, int wgs, double work_cycles) {
+void run(const char* name, int ctas, int wgs, double work_cycles) {
   auto kern = probe<kMode, kChains>;
   CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  constexpr int kCtas = 132, kReps = 200;
+  constexpr int kReps = 200;  // batches per warpgroup and launch; the first one is not timed
   long long* d_cycles;
   float* d_sink;
-  CHECK(cudaMalloc(&d_cycles, kCtas * 2 * sizeof(long long)));
+  CHECK(cudaMalloc(&d_cycles, ctas * 2 * sizeof(long long)));
   CHECK(cudaMalloc(&d_sink, sizeof(float)));
-  CHECK(cudaMemset(d_cycles, 0, kCtas * 2 * sizeof(long long)));
+  CHECK(cudaMemset(d_cycles, 0, ctas * 2 * sizeof(long long)));
   cudaEvent_t e0, e1;
   CHECK(cudaEventCreate(&e0));
   CHECK(cudaEventCreate(&e1));
-  kern<<<kCtas, 256, kSmem>>>(wgs, kReps, d_cycles, d_sink);  // warm-up
+  kern<<<ctas, 256, kSmem>>>(wgs, kReps, d_cycles, d_sink);  // warm-up
   CHECK(cudaEventRecord(e0));
-  kern<<<kCtas, 256, kSmem>>>(wgs, kReps, d_cycles, d_sink);
+  kern<<<ctas, 256, kSmem>>>(wgs, kReps, d_cycles, d_sink);
   CHECK(cudaEventRecord(e1));
   CHECK(cudaGetLastError());
   CHECK(cudaEventSynchronize(e1));
   float ms = 0.f;
   CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  long long h[kCtas * 2];
-  CHECK(cudaMemcpy(h, d_cycles, sizeof(h), cudaMemcpyDeviceToHost));
+  std::vector<long long> h(size_t(ctas) * 2);
+  CHECK(cudaMemcpy(h.data(), d_cycles, h.size() * sizeof(long long), cudaMemcpyDeviceToHost));
   double mean = 0;
-  for (int i = 0; i < kCtas; ++i) mean += double(h[2 * i]);
-  mean /= kCtas;
+  for (int i = 0; i < ctas; ++i) mean += double(h[2 * i]);
+  mean /= ctas;
   // Work of all warpgroups of the CTA, shared by the SM's tensor cores.
   const double total_work = work_cycles * wgs;
   std::printf("%-10s wgs=%d chains=%d  %8.0f cycles/rep  work %6.0f  tensor busy %5.1f%%  (%.1f ns/rep)\n",
               name, wgs, kChains, mean, total_work, 100.0 * total_work / mean, 1e6 * ms / kReps);
+  CHECK(cudaEventDestroy(e0));
+  CHECK(cudaEventDestroy(e1));
   CHECK(cudaFree(d_cycles));
   CHECK(cudaFree(d_sink));
 }
@@ -164,18 +167,19 @@ void run(const char* name, int wgs, double work_cycles) {
 int main() {
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("%s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  const int sms = prop.multiProcessorCount;  // one CTA per SM (the shared memory allows no more)
+  std::printf("%s, %d SMs\n", prop.name, sms);
   const double s_work = 36 * 32.0, s128_work = 36 * 64.0, pv_work = 8 * 128.0;
   for (int wgs = 1; wgs <= 2; ++wgs) {
-    run<kSss, 1>("s_ss", wgs, s_work);
-    run<kSss, 2>("s_ss", wgs, s_work);
-    run<kSss, 3>("s_ss", wgs, s_work);
-    run<kSrs, 1>("s_rs", wgs, s_work);
-    run<kSrs, 2>("s_rs", wgs, s_work);
-    run<kSss128, 1>("s_ss128", wgs, s128_work);
-    run<kPv, 1>("pv", wgs, pv_work);
-    run<kPair, 1>("pair", wgs, pv_work + s_work);
-    run<kPair, 2>("pair", wgs, pv_work + s_work);
+    run<kSss, 1>("s_ss", sms, wgs, s_work);
+    run<kSss, 2>("s_ss", sms, wgs, s_work);
+    run<kSss, 3>("s_ss", sms, wgs, s_work);
+    run<kSrs, 1>("s_rs", sms, wgs, s_work);
+    run<kSrs, 2>("s_rs", sms, wgs, s_work);
+    run<kSss128, 1>("s_ss128", sms, wgs, s128_work);
+    run<kPv, 1>("pv", sms, wgs, pv_work);
+    run<kPair, 1>("pair", sms, wgs, pv_work + s_work);
+    run<kPair, 2>("pair", sms, wgs, pv_work + s_work);
   }
   return 0;
 }
