@@ -37,10 +37,12 @@ struct HopperConfig {
 
   // Register budgets after setmaxnreg. The CTA keeps the registers it launched with (168 per
   // thread: 64 Ki over 384 threads, in steps of 8), so the consumers can only take what the
-  // producer gives back: kProducerRegs + 2 * kConsumerRegs <= 3 * 168.
+  // producer gives back: kProducerRegs + kConsumer0Regs + kConsumer1Regs <= 3 * 168.
+  // Consumer 0 holds the next pair's S chain in flight across the pair (32 more accumulators).
   static constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = 232;
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumer0Regs = 256;
+  static constexpr int kConsumer1Regs = 224;
 
   // wgmma shapes. Pages are taken in pairs (A, B): consumer 0 computes S for page A, consumer 1
   // for page B, each over the whole page: Q K^T as m64n64k16 (36 k-steps). O[:, 256c, +256) +=
@@ -79,9 +81,12 @@ struct HopperConfig {
   static_assert(kPSubTile == kSubTiles - 1, "P overwrites the last (RoPE) sub-tile");
   static_assert(kBlockN * kElemBytes == kRowBytes, "a row of P is one 128-byte swizzle row");
   static_assert(kColsPerConsumer == 256, "O += P V uses wgmma m64n256");
-  static_assert(kProducerRegs + kConsumers * kConsumerRegs <= (1 + kConsumers) * kLaunchRegs,
+  static_assert(kProducerRegs + kConsumer0Regs + kConsumer1Regs <= (1 + kConsumers) * kLaunchRegs,
                 "setmaxnreg.inc would wait forever for registers no warpgroup gives back");
-  static_assert(kConsumerRegs % 8 == 0 && kProducerRegs % 8 == 0, "setmaxnreg granularity");
+  static_assert(kConsumer0Regs % 8 == 0 && kConsumer1Regs % 8 == 0 && kProducerRegs % 8 == 0,
+                "setmaxnreg granularity");
+  static_assert(kProducerRegs >= 24 && kConsumer0Regs <= 256 && kConsumer1Regs <= 256,
+                "setmaxnreg range");
   static_assert(kSmemBytes <= 232448, "227 KiB: the sm_90 per-CTA shared-memory limit");
 };
 

@@ -144,13 +144,19 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
 // The steps of each 64-channel box are issued once that box has landed (barrier boxes[box],
 // phase parity `parity`), so the GEMM starts on the first box. Issued and committed; the
 // caller waits.
-template <class Element>
+// Boxes [kBoxBegin, kBoxEnd) only: a chain may be issued in parts, other wgmma groups between.
+template <class Element, int kBoxBegin = 0, int kBoxEnd = Cfg::kSubTiles>
 __device__ __forceinline__ void issue_scores(const char* sQ, const char* sKV, const uint64_t* boxes,
                                              uint32_t parity, float (&s)[Cfg::kSAccum]) {
+  if constexpr (kBoxBegin == 0) {
 #pragma unroll
-  for (int k = 0; k < Cfg::kSAccum; ++k) s[k] = 0.f;
+    for (int k = 0; k < Cfg::kSAccum; ++k) s[k] = 0.f;
+  }
+  // Opaque here, so the Q descriptors (loop-invariant) are built next to their wgmma instead of
+  // being hoisted out of the pair loop into 72 registers.
+  asm volatile("" : "+l"(sQ));
 #pragma unroll
-  for (int k = 0; k < Cfg::kQkSteps; ++k) {
+  for (int k = kBoxBegin * Cfg::kQkStepsPerSubTile; k < kBoxEnd * Cfg::kQkStepsPerSubTile; ++k) {
     const int sub = k / Cfg::kQkStepsPerSubTile;
     if (k % Cfg::kQkStepsPerSubTile == 0) {
       // The wait is a loop: the explicit fence after it keeps ptxas from inserting its own on
@@ -219,11 +225,26 @@ struct RowState {
 // exp2 reference point: a row with no key yet keeps P = 0 and a zero rescale, never NaN.
 __device__ __forceinline__ float softmax_ref(float m) { return m == -INFINITY ? 0.f : m; }
 
-// Softmax of the page this consumer owns, against the running maximum st.m: scales to the
-// base-2 domain (and, for kMasked, masks per row), takes the row maximum (the four threads of
-// a quad hold a row), writes P = exp2(s - m_new) packed to `pr` and to shared memory `sP`
-// (swizzled, K-major), publishes m_new in `row_max`, and returns the rescale
-// exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's critical path
+// The reference m of a row (P = exp2(s - m), O and l in m's frame) moves only when a page's
+// maximum passes it by more than this many powers of two, so most pages rescale nothing:
+// P <= 2^kRescaleSlack and l, O stay far from the fp32 range (docs/design.md, "Hopper kernel").
+constexpr float kRescaleSlack = 8.f;
+
+// The reference after a page whose row maximum (with the old reference) is `mx`.
+__device__ __forceinline__ float next_reference(float m_old, float mx) {
+  return mx > m_old + kRescaleSlack ? mx : m_old;
+}
+
+// exp2(m_old - m_new), exactly 1 where the reference did not move.
+__device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
+  return m_new == m_old ? 1.f : ptx::exp2_approx(m_old - softmax_ref(m_new));
+}
+
+// Softmax of the page this consumer owns, against the reference st.m: scales to the base-2
+// domain (and, for kMasked, masks per row), takes the row maximum (the four threads of a quad
+// hold a row) and the next reference m_new from it, writes P = exp2(s - m_new) packed to `pr`
+// and to shared memory `sP` (swizzled, K-major), publishes m_new in `row_max`, and returns the
+// rescale exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's critical path
 // (docs/perf-notes.md, v8): a page that no row masks takes the kMasked = false form, without
 // a compare and select per score.
 template <class Element, bool kMasked>
@@ -253,8 +274,9 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float ref = softmax_ref(mx);
-    rescale[half] = ptx::exp2_approx(st.m[half] - ref);
+    const float m_new = next_reference(st.m[half], mx);
+    const float ref = softmax_ref(m_new);
+    rescale[half] = rescale_factor(st.m[half], m_new);
     float sum = 0.f;
 #pragma unroll
     for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
@@ -267,8 +289,8 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
                                    (c.lane % 4) * 4) = packed;
     }
     st.l[half] = st.l[half] * rescale[half] + sum;
-    st.m[half] = mx;
-    if (c.lane % 4 == 0) row_max[r] = mx;
+    st.m[half] = m_new;
+    if (c.lane % 4 == 0) row_max[r] = m_new;
   }
 }
 
@@ -294,20 +316,23 @@ __device__ __forceinline__ int unmasked_end(const DecodeParams& p, const Segment
   return key_limit(p, seg, (m_block * Cfg::kBlockM) / p.heads_per_kv);
 }
 
-// Takes the other consumer's published running maximum (after its page): returns the rescale
-// of this consumer's state and adopts the maximum.
+// Takes the other consumer's published reference (after its page): returns the rescale of
+// this consumer's state and adopts the reference.
 __device__ __forceinline__ void adopt_max(const Coord& c, const float* row_max, RowState& st,
                                           float (&rescale)[2]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const float m_new = row_max[c.r_local + 8 * half];
-    rescale[half] = ptx::exp2_approx(st.m[half] - softmax_ref(m_new));
+    rescale[half] = rescale_factor(st.m[half], m_new);
     st.l[half] *= rescale[half];
     st.m[half] = m_new;
   }
 }
 
+// O *= f per row; skipped when no row of the warp moved its reference (128 FMULs per thread,
+// on the path to the next P·V).
 __device__ __forceinline__ void rescale_output(float (&o)[Cfg::kOAccum], const float (&f)[2]) {
+  if (!__any_sync(0xffffffffu, f[0] != 1.f || f[1] != 1.f)) return;
 #pragma unroll
   for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
     o[nt * 4 + 0] *= f[0];
@@ -332,7 +357,7 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     if (lane % 4 == 0) sm.row_sum[consumer * Cfg::kBlockM + c.r_local + 8 * half] = l;
   }
-  ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kRowSums),
+  ptx::named_barrier_sync_unaligned(static_cast<int>(NamedBarrier::kRowSums),
                           Cfg::kConsumers * Cfg::kWarpgroupThreads);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -389,12 +414,13 @@ struct StageWalk {
 
   // S of page `it` (the owner), starting at token `tile`: box by box; a partial page first
   // waits for `ready` (its boxes have all landed by then).
-  template <class Element>
+  template <class Element, int kBoxBegin = 0, int kBoxEnd = Cfg::kSubTiles>
   __device__ void issue_scores_for(const Smem& s, int it, const Segment& seg, int tile,
                                    float (&sc)[Cfg::kSAccum]) {
     const int stage = it % Cfg::kStages;
-    if (partial_page(seg, tile)) wait_ready(s, it);
-    issue_scores<Element>(s.q, s.stage(stage), s.box_full(stage, 0), parity(it), sc);
+    if (kBoxBegin == 0 && partial_page(seg, tile)) wait_ready(s, it);
+    issue_scores<Element, kBoxBegin, kBoxEnd>(s.q, s.stage(stage), s.box_full(stage, 0),
+                                              parity(it), sc);
   }
   // Before the other consumer's P·V on page `it`: the 4 value boxes of its half of O, and no
   // others: the owner may already have released the other half, whose barriers then move on to
@@ -423,16 +449,22 @@ struct StageWalk {
 };
 
 // One pair of pages (A at `tile`, B at tile + 64 if has_b) for consumer 0, which owns page A
-// and the left half of O.
-template <class Element>
+// and the left half of O. S_A is already issued into `sc` (by the previous pair, or before the
+// segment's first). With kNext (page B and a next pair exist in the segment) the next pair's
+// S_A is issued here too: its first half (boxes 0-3, which this consumer frees itself) before
+// waiting for page B's softmax, the rest once P·V B,L is done and stage B released. kNext is a
+// template argument so that no wgmma issue sits on a data-dependent branch: ptxas then need
+// not serialise the chains (C7518).
+template <class Element, bool kNext>
 __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem& s,
                                                const Segment& seg, int unmasked, int tile,
                                                bool has_b, int it, int m_block, const Coord& c,
                                                StageWalk& walk, RowState& st,
-                                               float (&o)[Cfg::kOAccum]) {
+                                               float (&o)[Cfg::kOAccum],
+                                               float (&sc)[Cfg::kSAccum]) {
+  constexpr int kHalf = Cfg::kSubTilesPerConsumerV;
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
-  float sc[Cfg::kSAccum];
-  walk.issue_scores_for<Element>(s, it, seg, tile, sc);
+  const int next = tile + 2 * Cfg::kBlockN;
   ptx::wgmma_wait<0>();
   uint32_t pr[Cfg::kPRegs];
   float rescale[2];
@@ -444,7 +476,8 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   issue_pv_registers<Element>(pr, s.stage(stage_a), o);
   ptx::wgmma_wait<0>();
   StageWalk::release(s, it, 0);  // boxes 0-3 of stage A load while page B is computed
-  if (has_b) {
+  if (kNext || has_b) {
+    if constexpr (kNext) walk.issue_scores_for<Element, 0, kHalf>(s, it + 2, seg, next, sc);
     walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN, 0);
     walk.wait_page_b(s);
     adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
@@ -452,6 +485,9 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
     issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
     ptx::wgmma_wait<0>();
     StageWalk::release(s, it + 1, 0);
+    if constexpr (kNext) {
+      walk.issue_scores_for<Element, kHalf, Cfg::kSubTiles>(s, it + 2, seg, next, sc);
+    }
   }
 }
 
@@ -502,25 +538,35 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
   StageWalk walk;
   for_each_segment(p, part, [&](const Segment& seg) {
     // Both consumers are past the previous segment's last wgmma on Q.
-    ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
+    ptx::named_barrier_sync_unaligned(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
     load_q_rows<Element, Cfg::kBlockM>(p, s.q, seg.batch, g, m_block * Cfg::kBlockM, ctid,
                                        kConsumerThreads);
     ptx::fence_proxy_async_shared();
-    ptx::named_barrier_sync(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
+    ptx::named_barrier_sync_unaligned(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
 
     RowState st = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
     const int unmasked = unmasked_end(p, seg, m_block);
     float o[Cfg::kOAccum];
 #pragma unroll
     for (int k = 0; k < Cfg::kOAccum; ++k) o[k] = 0.f;
-    for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
-      const bool has_b = tile + Cfg::kBlockN < seg.token_end;
-      if (consumer == 0) {
-        pair_consumer0<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
-      } else {
-        pair_consumer1<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
+    if (consumer == 0) {
+      float sc[Cfg::kSAccum];  // S_A of the pair, issued one pair ahead
+      walk.issue_scores_for<Element>(s, it, seg, seg.token_begin, sc);
+      int tile = seg.token_begin;
+      for (; tile + 2 * Cfg::kBlockN < seg.token_end; tile += 2 * Cfg::kBlockN, it += 2) {
+        pair_consumer0<Element, true>(p, s, seg, unmasked, tile, true, it, m_block, c, walk, st,
+                                      o, sc);
       }
+      const bool has_b = tile + Cfg::kBlockN < seg.token_end;
+      pair_consumer0<Element, false>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st,
+                                     o, sc);
       it += has_b ? 2 : 1;
+    } else {
+      for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
+        const bool has_b = tile + Cfg::kBlockN < seg.token_end;
+        pair_consumer1<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
+        it += has_b ? 2 : 1;
+      }
     }
     write_output<Element>(p, seg, g, m_block, c, s, st, o);
   });
@@ -562,9 +608,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
       produce(p, &tmap_kv, s, part, g, threadIdx.x % Cfg::kProducerLanes);
     }
   } else {
-    ptx::setmaxnreg_inc<Cfg::kConsumerRegs>();
-    const int consumer = static_cast<int>(role) - static_cast<int>(Role::kConsumer0);
-    consume<Element>(p, s, part, m_block, g, consumer, threadIdx.x % Cfg::kWarpgroupThreads);
+    // One copy of the consumer code per warpgroup, each compiled to its own register budget.
+    if (role == Role::kConsumer0) {
+      ptx::setmaxnreg_inc<Cfg::kConsumer0Regs>();
+      consume<Element>(p, s, part, m_block, g, 0, threadIdx.x % Cfg::kWarpgroupThreads);
+    } else {
+      ptx::setmaxnreg_inc<Cfg::kConsumer1Regs>();
+      consume<Element>(p, s, part, m_block, g, 1, threadIdx.x % Cfg::kWarpgroupThreads);
+    }
   }
 #endif
 }

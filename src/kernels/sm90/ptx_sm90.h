@@ -84,6 +84,14 @@ __device__ __forceinline__ void setmaxnreg_dec() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(kRegs));
 }
 
+// ---- Named barrier reached from different instructions (PTX ISA: "barrier"): bar.sync is
+// barrier.sync.aligned, which requires every participating thread to execute the same
+// instruction; the Hopper kernel's consumer warpgroups run separately compiled copies of their
+// code (one register budget each), so their shared barriers use the form without .aligned.
+__device__ __forceinline__ void named_barrier_sync_unaligned(int id, int threads) {
+  asm volatile("barrier.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+}
+
 // ---- wgmma (PTX ISA: "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions")
 __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
