@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "kernels/common/row_finish.h"
+#include "kernels/common/softmax_ref.h"
 #include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
@@ -221,24 +222,6 @@ struct RowState {
   float m[2];  // running maximum, the same in both consumers after each page
   float l[2];  // sum over this thread's columns of the pages this consumer owns, in m's frame
 };
-
-// exp2 reference point: a row with no key yet keeps P = 0 and a zero rescale, never NaN.
-__device__ __forceinline__ float softmax_ref(float m) { return m == -INFINITY ? 0.f : m; }
-
-// The reference m of a row (P = exp2(s - m), O and l in m's frame) moves only when a page's
-// maximum passes it by more than this many powers of two, so most pages rescale nothing:
-// P <= 2^kRescaleSlack and l, O stay far from the fp32 range (docs/design.md, "Hopper kernel").
-constexpr float kRescaleSlack = 8.f;
-
-// The reference after a page whose row maximum (with the old reference) is `mx`.
-__device__ __forceinline__ float next_reference(float m_old, float mx) {
-  return mx > m_old + kRescaleSlack ? mx : m_old;
-}
-
-// exp2(m_old - m_new), exactly 1 where the reference did not move.
-__device__ __forceinline__ float rescale_factor(float m_old, float m_new) {
-  return m_new == m_old ? 1.f : ptx::exp2_approx(m_old - softmax_ref(m_new));
-}
 
 // Softmax of the page this consumer owns, against the reference st.m: scales to the base-2
 // domain (and, for kMasked, masks per row), takes the row maximum (the four threads of a quad

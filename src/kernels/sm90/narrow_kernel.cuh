@@ -32,6 +32,7 @@
 #include <type_traits>
 
 #include "kernels/common/row_finish.h"
+#include "kernels/common/softmax_ref.h"
 #include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
@@ -299,9 +300,10 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
     float mx = st.m[j];
 #pragma unroll
     for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, col_max[w * kRows + col]);
-    const float ref = mx == -INFINITY ? 0.f : mx;  // no key yet: P = 0, never NaN
-    rescale[j] = ptx::exp2_approx(st.m[j] - ref);
-    st.m[j] = mx;
+    const float m_new = next_reference(st.m[j], mx);  // moves only by more than 2^8
+    const float ref = softmax_ref(m_new);
+    rescale[j] = rescale_factor(st.m[j], m_new);
+    st.m[j] = m_new;
     float sum = 0.f;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -332,15 +334,21 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   ptx::fence_proxy_async_shared();              // P^T and zeros: read by the wgmma
   sync_consumer(consumer);  // (B) P^T complete; every warp read col_max
 
-  // O^T = O^T * rescale + V^T P^T.
+  // O^T = O^T * rescale + V^T P^T; the multiplies only where a query row of the warp moved its
+  // reference (most pages move none).
+  bool moved = false;
 #pragma unroll
-  for (int jt = 0; jt < C::kOTiles; ++jt) {
+  for (int j = 0; j < kCols; ++j) moved |= rescale[j] != 1.f;
+  if (__any_sync(0xffffffffu, moved)) {
 #pragma unroll
-    for (int k = 0; k < C::kSAccum; ++k) {
-      st.o[jt][k] *= rescale[(k / 4) * 2 + (k % 2)];
-      // Pins the product before the fence below: a multiply the compiler sinks past it makes
-      // ptxas fence each wgmma on its own (C7519).
-      asm volatile("" : "+f"(st.o[jt][k]));
+    for (int jt = 0; jt < C::kOTiles; ++jt) {
+#pragma unroll
+      for (int k = 0; k < C::kSAccum; ++k) {
+        st.o[jt][k] *= rescale[(k / 4) * 2 + (k % 2)];
+        // Pins the product before the fence below: a multiply the compiler sinks past it makes
+        // ptxas fence each wgmma on its own (C7519).
+        asm volatile("" : "+f"(st.o[jt][k]));
+      }
     }
   }
   ptx::wgmma_fence();
@@ -452,7 +460,7 @@ __device__ __forceinline__ void narrow_merge(const NarrowSmem<kRows>& s, int con
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
     const float m = fmaxf(st.m[j], other_max[j * C::kWarpgroupThreads + t]);
-    scale[j] = exp2f(st.m[j] - (m == -INFINITY ? 0.f : m));
+    scale[j] = ptx::exp2_approx(st.m[j] - softmax_ref(m));
     st.m[j] = m;
     st.l[j] *= scale[j];
   }
