@@ -6,10 +6,10 @@
 //              (9 boxes of 64 channels) into one of two stages; for a sequence's partial last
 //              page it also zeroes the tokens past the end, so NaN there cannot reach P·V;
 //   consumers  take the pages of a segment in pairs (A, B). Consumer 0 owns page A: it computes
-//              S_A = Q·K_Aᵀ over the whole page, its softmax against the running row maximum,
-//              and publishes the new maximum and P_A (written over the page's RoPE channels,
+//              S_A = Q·K_Aᵀ over the whole page, its softmax against the row's reference m,
+//              and publishes the new reference and P_A (written over the page's RoPE channels,
 //              which nothing reads after Q·Kᵀ). Consumer 1 does the same for page B, starting
-//              from consumer 0's maximum. Each consumer keeps one half of the output,
+//              from consumer 0's reference. Each consumer keeps one half of the output,
 //              O[:, 256c, +256), and adds both pages to it: its own page's P from registers,
 //              the other's from shared memory. One consumer's softmax runs while the other's
 //              GEMMs occupy the tensor cores (docs/design.md, "Hopper kernel").
@@ -46,7 +46,7 @@ struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
   char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V; P of
                     // the page over sub-tile 8 once its Q·Kᵀ is done
-  float* row_max;   // [2 pages of the pair][64 rows] running row maximum after page A / B
+  float* row_max;   // [2 pages of the pair][64 rows] softmax reference m after page A / B
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
@@ -56,8 +56,8 @@ struct Smem {
                     // still reads the stage
   // Hand-offs between the consumers, one phase per pair (every consumer thread arrives after
   // its own writes, so each write is released by its writer):
-  uint64_t* page_a;  // consumer 0 -> 1: row maxima after page A and P_A written (128 arrivals)
-  uint64_t* page_b;  // consumer 1 -> 0: row maxima after page B and P_B written (128 arrivals)
+  uint64_t* page_a;  // consumer 0 -> 1: references after page A and P_A written (128 arrivals)
+  uint64_t* page_b;  // consumer 1 -> 0: references after page B and P_B written (128 arrivals)
 
   // `raw` is the dynamic shared-memory array: the base is aligned by an offset from it (not
   // through an integer cast), so the compiler keeps the shared address space and emits
@@ -219,7 +219,7 @@ struct Coord {
 
 // Running softmax state of the two rows a thread holds, in the base-2 domain.
 struct RowState {
-  float m[2];  // running maximum, the same in both consumers after each page
+  float m[2];  // reference (softmax_ref.h), the same in both consumers after each page
   float l[2];  // sum over this thread's columns of the pages this consumer owns, in m's frame
 };
 
