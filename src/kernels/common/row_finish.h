@@ -10,8 +10,9 @@ struct FinishedRow {
   float lse;      // natural-log LSE
 };
 
-// m_log2: the row's running maximum of the scores in the base-2 domain (scale * log2 e
-// applied); l: the sum of exp2(s - m_log2) over the keys it saw. A row that saw no key gets
+// m_log2: the row's softmax reference in the base-2 domain (scale * log2 e applied): its
+// running maximum, or in the Hopper kernels a point at most 2^8 below it (softmax_ref.h);
+// l: the sum of exp2(s - m_log2) over the keys it saw. A row that saw no key gets
 // lse = +inf when it is the final output (SPEC: an empty row), -inf as a split piece's partial,
 // so the combine kernel gives it no weight.
 __device__ __forceinline__ FinishedRow finish_row(float m_log2, float l, bool split) {

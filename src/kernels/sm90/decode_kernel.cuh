@@ -46,7 +46,7 @@ struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
   char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V; P of
                     // the page over sub-tile 8 once its Q·Kᵀ is done
-  float* row_max;   // [2 pages of the pair][64 rows] softmax reference m after page A / B
+  float* row_ref;   // [2 pages of the pair][64 rows] softmax reference m after page A / B
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
   uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
@@ -66,8 +66,8 @@ struct Smem {
     const uint32_t misalign = ptx::smem_addr(raw) & (Cfg::kSwizzleAtomBytes - 1);
     q = raw + ((Cfg::kSwizzleAtomBytes - misalign) & (Cfg::kSwizzleAtomBytes - 1));
     kv = q + Cfg::kQBytes;
-    row_max = reinterpret_cast<float*>(kv + Cfg::kKVBytes);
-    row_sum = row_max + Cfg::kConsumers * Cfg::kBlockM;
+    row_ref = reinterpret_cast<float*>(kv + Cfg::kKVBytes);
+    row_sum = row_ref + Cfg::kConsumers * Cfg::kBlockM;
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
     ready = full + Cfg::kStages * Cfg::kSubTiles;
     empty = ready + Cfg::kStages;
@@ -226,15 +226,15 @@ struct RowState {
 // Softmax of the page this consumer owns, against the reference st.m: scales to the base-2
 // domain (and, for kMasked, masks per row), takes the row maximum (the four threads of a quad
 // hold a row) and the next reference m_new from it, writes P = exp2(s - m_new) packed to `pr`
-// and to shared memory `sP` (swizzled, K-major), publishes m_new in `row_max`, and returns the
-// rescale exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's critical path
+// and to shared memory `sP` (swizzled, K-major), publishes m_new in `row_ref`, and returns
+// the rescale exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's critical path
 // (docs/perf-notes.md, v8): a page that no row masks takes the kMasked = false form, without
 // a compare and select per score.
 template <class Element, bool kMasked>
 __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segment& seg, int tile,
                                              int m_block, const Coord& c, float (&s)[Cfg::kSAccum],
                                              RowState& st, uint32_t (&pr)[Cfg::kPRegs],
-                                             char* sP, float* row_max, float (&rescale)[2]) {
+                                             char* sP, float* row_ref, float (&rescale)[2]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
@@ -273,7 +273,7 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
     }
     st.l[half] = st.l[half] * rescale[half] + sum;
     st.m[half] = m_new;
-    if (c.lane % 4 == 0) row_max[r] = m_new;
+    if (c.lane % 4 == 0) row_ref[r] = m_new;
   }
 }
 
@@ -284,11 +284,11 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
                                              int unmasked, int m_block, const Coord& c,
                                              float (&s)[Cfg::kSAccum], RowState& st,
                                              uint32_t (&pr)[Cfg::kPRegs], char* sP,
-                                             float* row_max, float (&rescale)[2]) {
+                                             float* row_ref, float (&rescale)[2]) {
   if (tile + Cfg::kBlockN <= unmasked) {
-    page_softmax<Element, false>(p, seg, tile, m_block, c, s, st, pr, sP, row_max, rescale);
+    page_softmax<Element, false>(p, seg, tile, m_block, c, s, st, pr, sP, row_ref, rescale);
   } else {
-    page_softmax<Element, true>(p, seg, tile, m_block, c, s, st, pr, sP, row_max, rescale);
+    page_softmax<Element, true>(p, seg, tile, m_block, c, s, st, pr, sP, row_ref, rescale);
   }
 }
 
@@ -301,11 +301,11 @@ __device__ __forceinline__ int unmasked_end(const DecodeParams& p, const Segment
 
 // Takes the other consumer's published reference (after its page): returns the rescale of
 // this consumer's state and adopts the reference.
-__device__ __forceinline__ void adopt_max(const Coord& c, const float* row_max, RowState& st,
-                                          float (&rescale)[2]) {
+__device__ __forceinline__ void adopt_reference(const Coord& c, const float* row_ref,
+                                                RowState& st, float (&rescale)[2]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const float m_new = row_max[c.r_local + 8 * half];
+    const float m_new = row_ref[c.r_local + 8 * half];
     rescale[half] = rescale_factor(st.m[half], m_new);
     st.l[half] *= rescale[half];
     st.m[half] = m_new;
@@ -452,7 +452,7 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   uint32_t pr[Cfg::kPRegs];
   float rescale[2];
   page_softmax<Element>(p, seg, tile, unmasked, m_block, c, sc, st, pr, s.p_tile(stage_a),
-                        s.row_max, rescale);
+                        s.row_ref, rescale);
   ptx::fence_proxy_async_shared();  // P_A written by threads, read by consumer 1's wgmma
   ptx::mbarrier_arrive(s.page_a);
   rescale_output(o, rescale);
@@ -463,7 +463,7 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
     if constexpr (kNext) walk.issue_scores_for<Element, 0, kHalf>(s, it + 2, seg, next, sc);
     walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN, 0);
     walk.wait_page_b(s);
-    adopt_max(c, s.row_max + Cfg::kBlockM, st, rescale);
+    adopt_reference(c, s.row_ref + Cfg::kBlockM, st, rescale);
     rescale_output(o, rescale);
     issue_pv_shared<Element>(s.p_tile(stage_b), s.stage(stage_b), o);
     ptx::wgmma_wait<0>();
@@ -491,13 +491,13 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   walk.wait_values(s, it, seg, tile, 1);
   walk.wait_page_a(s);
   float rescale[2];
-  adopt_max(c, s.row_max, st, rescale);
+  adopt_reference(c, s.row_ref, st, rescale);
   rescale_output(o, rescale);
   issue_pv_shared<Element>(s.p_tile(stage_a), s.stage(stage_a) + kRight, o);
   uint32_t pr[Cfg::kPRegs];
   if (has_b) {
     page_softmax<Element>(p, seg, tile + Cfg::kBlockN, unmasked, m_block, c, sc, st, pr,
-                          s.p_tile(stage_b), s.row_max + Cfg::kBlockM, rescale);
+                          s.p_tile(stage_b), s.row_ref + Cfg::kBlockM, rescale);
     ptx::fence_proxy_async_shared();  // P_B written by threads, read by consumer 0's wgmma
     ptx::mbarrier_arrive(s.page_b);
   }
