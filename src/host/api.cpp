@@ -286,10 +286,11 @@ Status compute_metadata(const int32_t* cache_seqlens, int batch, int rows_per_kv
   if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
   if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
   if (num_sm_parts < 1) return invalid("num_sm_parts", "at least 1", num_sm_parts);
-  // The schedule depends only on the lengths and the number of parts; rows_per_kv_head and
-  // num_heads_kv choose num_sm_parts (get_num_sm_parts) and are checked for consistency only.
-  if (cudaError_t err = detail::launch_metadata_kernel(cache_seqlens, batch, num_sm_parts,
-                                                       tile_scheduler_metadata, num_splits, stream);
+  // The schedule depends on the lengths, the number of parts and (for the width, see
+  // scheduler/schedule.h) the rows per KV head; num_heads_kv is checked for consistency only.
+  if (cudaError_t err = detail::launch_metadata_kernel(cache_seqlens, batch, rows_per_kv_head,
+                                                       num_sm_parts, tile_scheduler_metadata,
+                                                       num_splits, stream);
       err != cudaSuccess) {
     return detail::cuda_failure("metadata kernel launch", err);
   }

@@ -7,14 +7,18 @@
 
 namespace flash_mla::detail {
 
-void compute_metadata_host(const int32_t* cache_seqlens, int batch, int num_parts,
-                           int32_t* metadata, int32_t* num_splits) {
+void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per_kv_head,
+                           int num_parts, int32_t* metadata, int32_t* num_splits) {
   std::vector<int32_t> prefix(static_cast<size_t>(batch) + 1, 0);
   for (int b = 0; b < batch; ++b) prefix[b + 1] = prefix[b] + sched::sequence_cost(cache_seqlens[b]);
 
-  const int width = sched::part_width(prefix[batch], num_parts);
+  const int w0 = sched::part_width(prefix[batch], num_parts);
+  const int slack = sched::split_slack(rows_per_kv_head);
+  uint32_t split_any = 0;
+  for (int b = 0; b < batch; ++b) split_any |= sched::split_widths(prefix[b], prefix[b + 1], w0, slack);
+  const int width = sched::choose_width(w0, split_any, slack);
   for (int p = 0; p < num_parts; ++p) {
-    sched::make_record(prefix.data(), batch, num_parts, p,
+    sched::make_record(prefix.data(), batch, num_parts, width, p,
                        metadata + static_cast<size_t>(p) * sched::kNumFields);
   }
   num_splits[0] = 0;

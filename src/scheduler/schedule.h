@@ -6,11 +6,18 @@
 //
 //   C[b]            = sum_{b' < b} cost(b')                      (exclusive prefix, C[B] = total)
 //   block j of b    sits at position C[b] + kFixedOverheadBlocks + j
-//   part p          covers the positions [p * W, (p + 1) * W), W = ceil(total / num_parts)
+//   part p          covers the positions [p * W, (p + 1) * W)
 //
 // So the parts partition the blocks exactly (each block is in the part floor(pos / W)), work is
-// balanced by blocks rather than by sequences, and every quantity is a closed form of C that a
-// thread can evaluate alone: the device kernel and the host version below run the same code.
+// balanced by blocks rather than by sequences, and every quantity is a closed form of C and W
+// that a thread can evaluate alone: the device kernel and its host twin run the same code.
+//
+// The width W is the balanced ceil(total / num_parts), unless a slightly wider one splits no
+// sequence at all: then the smallest such W within split_slack() of the balanced one. A split
+// costs more than its share of the line says (a second Q load and epilogue, fp32 partials
+// written and read back by the combine kernel, in proportion to the rows), so a batch of equal
+// lengths that does not divide evenly among the parts is better served whole, one or k
+// sequences per part, than cut at every part boundary (docs/perf-notes.md, "Whole sequences").
 //
 // A sequence whose blocks fall into k > 1 parts is "split": its k pieces write fp32 partials
 // into k consecutive slots of the workspace, starting at num_splits[b], and the combine kernel
@@ -55,8 +62,20 @@ FLASH_MLA_HD int sequence_cost(int seqlen) {
   return n > 0 ? n + kFixedOverheadBlocks : 0;
 }
 
+// The balanced width.
 FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
   return total_cost > 0 ? (total_cost + num_parts - 1) / num_parts : 1;
+}
+
+// How many positions wider than the balanced width a split-free width may be: twice the
+// measured cost of a split piece in blocks, which grows with the query rows per KV head (the
+// fp32 partials a piece writes and the combine reads back). Measured on the H200 with b = 128
+// equal lengths (docs/perf-notes.md): about 2, 4 and 7 blocks a piece at 16, 32 and 64 rows.
+inline constexpr int kMaxSplitSlack = 31;  // candidate widths fit one 32-bit mask
+FLASH_MLA_HD int split_slack(int rows_per_kv_head) {
+  const int rows = rows_per_kv_head < 64 ? rows_per_kv_head : 64;
+  const int slack = 2 * (1 + rows / 10);
+  return slack < kMaxSplitSlack ? slack : kMaxSplitSlack;
 }
 
 // Smallest b in [0, batch] with prefix[b + 1] > x (batch if none): the sequence holding or
@@ -93,17 +112,35 @@ FLASH_MLA_HD int num_pieces(const int32_t* prefix, int b, int width) {
   return num_pieces_between(prefix[b], prefix[b + 1], width);
 }
 
+// Bit k set: the sequence occupying cost positions [begin, end) is split when the width is
+// w0 + k, for k in [0, slack]. OR-ed over the batch, the lowest clear bit is the width to use.
+FLASH_MLA_HD uint32_t split_widths(int begin, int end, int w0, int slack) {
+  uint32_t mask = 0;
+  for (int k = 0; k <= slack; ++k) {
+    if (num_pieces_between(begin, end, w0 + k) > 1) mask |= 1u << k;
+  }
+  return mask;
+}
+
+// The width of the schedule from the balanced width w0 and the OR of split_widths() over the
+// batch: the narrowest candidate that splits nothing, else w0.
+FLASH_MLA_HD int choose_width(int w0, uint32_t split_any, int slack) {
+  for (int k = 0; k <= slack; ++k) {
+    if (!((split_any >> k) & 1u)) return w0 + k;
+  }
+  return w0;
+}
+
 // Workspace slots sequence b uses: its pieces if split, none if written directly.
 FLASH_MLA_HD int slots_of(int pieces) { return pieces > 1 ? pieces : 0; }
 
-// Fills the record of part p from the cost prefix. kFirstSlot holds, for now, the piece index of
-// the first sequence within that sequence (or -1 when it is not split); finish_record() turns it
-// into a slot once the slot prefix exists. Two steps because the device kernel computes the slot
-// prefix in the buffer that held the cost prefix.
-FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, int p,
+// Fills the record of part p from the cost prefix and the width. kFirstSlot holds, for now, the
+// piece index of the first sequence within that sequence (or -1 when it is not split);
+// finish_record() turns it into a slot once the slot prefix exists. Two steps because the device
+// kernel computes the slot prefix in the buffer that held the cost prefix.
+FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, int width, int p,
                               int32_t* record) {
   const int total = prefix[batch];
-  const int width = part_width(total, num_parts);
   const int x0 = p * width < total ? p * width : total;
   const int x1 = (p + 1) * width < total ? (p + 1) * width : total;
   const BlockPos begin = first_block_at(prefix, batch, x0);

@@ -32,12 +32,12 @@ struct Schedule {
 };
 
 // Runs the host schedule and walks every record the way the decode kernel reads it.
-Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts) {
+Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int rows = 16) {
   const int batch = static_cast<int>(seqlens.size());
   Schedule s;
   s.metadata.assign(static_cast<size_t>(num_parts) * sched::kNumFields, -7);
   s.num_splits.assign(batch + 1, -7);
-  detail::compute_metadata_host(seqlens.data(), batch, num_parts, s.metadata.data(),
+  detail::compute_metadata_host(seqlens.data(), batch, rows, num_parts, s.metadata.data(),
                                 s.num_splits.data());
   for (int p = 0; p < num_parts; ++p) {
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
@@ -62,11 +62,29 @@ Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts) {
   return s;
 }
 
+// The width schedule.h promises, computed here by brute force: the balanced ceil(total / parts),
+// or the narrowest width up to split_slack(rows) wider under which every sequence's blocks fall
+// in one part.
+int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int rows) {
+  const int64_t total = prefix.back();
+  const int64_t balanced = total > 0 ? (total + num_parts - 1) / num_parts : 1;
+  for (int64_t w = balanced; w <= balanced + sched::split_slack(rows); ++w) {
+    bool whole = true;
+    for (size_t b = 0; b + 1 < prefix.size() && whole; ++b) {
+      if (prefix[b + 1] == prefix[b]) continue;  // empty
+      whole = (prefix[b] + kOverhead) / w == (prefix[b + 1] - 1) / w;
+    }
+    if (whole) return w;
+  }
+  return balanced;
+}
+
 // Checks every property of one schedule; `what` names the case in failure messages.
-void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const std::string& what) {
+void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const std::string& what,
+                    int rows = 16) {
   SCOPED_TRACE(what);
   const int batch = static_cast<int>(seqlens.size());
-  const Schedule s = make_and_walk(seqlens, num_parts);
+  const Schedule s = make_and_walk(seqlens, num_parts, rows);
 
   // num_splits: a prefix over the batch, at most two slots per part.
   ASSERT_EQ(s.num_splits[0], 0);
@@ -127,7 +145,8 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   }
 
   // Balance, exactly as schedule.h defines it: block j of b sits at position
-  // C[b] + kOverhead + j and part p owns positions [p W, (p + 1) W). So every covered block is
+  // C[b] + kOverhead + j and part p owns positions [p W, (p + 1) W), W the expected width
+  // (balanced, or split-free within the slack). So every covered block is
   // inside its part's window, and blocks plus the overhead positions inside the window (the
   // "5 per segment that starts at block 0", of which only the part's first segment can lose
   // some to the previous part) never exceed W.
@@ -136,8 +155,7 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
     const int64_t n = blocks_of(seqlens[b]);
     prefix[b + 1] = prefix[b] + (n > 0 ? n + kOverhead : 0);
   }
-  const int64_t total = prefix[batch];
-  const int64_t width = total > 0 ? (total + num_parts - 1) / num_parts : 1;
+  const int64_t width = expected_width(prefix, num_parts, rows);
   std::vector<int64_t> load(num_parts, 0);
   for (const Segment& seg : s.segments) {
     const int64_t x0 = seg.part * width, x1 = x0 + width;
@@ -193,13 +211,53 @@ TEST(Metadata, UniformLengthsIncludingPageBoundaries) {
   for (int len : {1, 63, 64, 65, 127, 128, 129, 4096, 1000000}) {
     for (int batch : {1, 2, 7, 128}) {
       for (int num_parts : {1, 3, 64, 132, 264}) {
-        check_schedule(std::vector<int32_t>(batch, len), num_parts,
-                       "len " + std::to_string(len) + ", batch " + std::to_string(batch) +
-                           ", parts " + std::to_string(num_parts));
+        for (int rows : {1, 16, 64, 256}) {
+          check_schedule(std::vector<int32_t>(batch, len), num_parts,
+                         "len " + std::to_string(len) + ", batch " + std::to_string(batch) +
+                             ", parts " + std::to_string(num_parts) + ", rows " +
+                             std::to_string(rows),
+                         rows);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(Metadata, RandomLengthsWithRowCounts) {
+  std::mt19937 rng(20261121);
+  for (int rows : {1, 32, 64, 128}) {
+    for (int num_parts : {33, 66, 132}) {
+      for (int trial = 0; trial < 20; ++trial) {
+        check_schedule(random_seqlens(128, rng), num_parts,
+                       "rows " + std::to_string(rows) + ", parts " + std::to_string(num_parts) +
+                           ", trial " + std::to_string(trial),
+                       rows);
         if (HasFatalFailure()) return;
       }
     }
   }
+}
+
+// b = 128 equal lengths on 132 parts: the balanced width cuts every sequence (4096 tokens cost
+// 69 positions, the balanced width is 67); within the slack a width of 69 serves each whole,
+// one per part. With 66 parts (two m-blocks) two per part. Beyond the slack (32768 tokens at
+// 16 rows: 517 against 502) the sequences stay split.
+TEST(Metadata, EqualLengthsAreServedWhole) {
+  struct Case { int len, num_parts, rows, per_part; };
+  for (const Case& c : {Case{4096, 132, 64, 1}, Case{4096, 132, 16, 1}, Case{8192, 132, 16, 1},
+                        Case{4096, 66, 128, 2}, Case{16384, 132, 64, 1},
+                        Case{4096, 33, 256, 4}}) {
+    SCOPED_TRACE("len " + std::to_string(c.len) + ", parts " + std::to_string(c.num_parts));
+    const Schedule s = make_and_walk(std::vector<int32_t>(128, c.len), c.num_parts, c.rows);
+    EXPECT_EQ(s.num_splits[128], 0);
+    EXPECT_EQ(s.segments.size(), 128u);
+    std::vector<int> per_part(c.num_parts, 0);
+    for (const Segment& seg : s.segments) ++per_part[seg.part];
+    for (int p = 0; p < c.num_parts; ++p) EXPECT_LE(per_part[p], c.per_part) << "part " << p;
+  }
+  const Schedule split = make_and_walk(std::vector<int32_t>(128, 32768), 132, 16);
+  EXPECT_GE(split.num_splits[128], 2 * 128);  // each costs more than the width: all split
 }
 
 TEST(Metadata, AllEmptyBatchIsAllIdle) {

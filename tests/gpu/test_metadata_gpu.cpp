@@ -28,12 +28,13 @@ std::vector<int32_t> mixed_lengths(int batch, uint64_t seed) {
 
 // Runs compute_metadata on `stream` into NaN-poisoned buffers and compares with the host twin.
 void expect_device_matches_host(const std::vector<int32_t>& seqlens, int num_parts,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, int rows = 16) {
   const int batch = static_cast<int>(seqlens.size());
-  SCOPED_TRACE("batch " + std::to_string(batch) + ", parts " + std::to_string(num_parts));
+  SCOPED_TRACE("batch " + std::to_string(batch) + ", parts " + std::to_string(num_parts) +
+               ", rows " + std::to_string(rows));
   std::vector<int32_t> host_metadata(static_cast<size_t>(num_parts) * kMetadataFields);
   std::vector<int32_t> host_splits(batch + 1);
-  detail::compute_metadata_host(seqlens.data(), batch, num_parts, host_metadata.data(),
+  detail::compute_metadata_host(seqlens.data(), batch, rows, num_parts, host_metadata.data(),
                                 host_splits.data());
 
   DeviceBuffer d_seqlens, d_metadata, d_splits;
@@ -44,7 +45,7 @@ void expect_device_matches_host(const std::vector<int32_t>& seqlens, int num_par
   FLASH_MLA_CUDA_ASSERT(cudaMemset(d_splits.get(), kNanByte, d_splits.bytes()));
   FLASH_MLA_CUDA_ASSERT(cudaDeviceSynchronize());
 
-  FLASH_MLA_ASSERT_OK(compute_metadata(d_seqlens.get<int32_t>(), batch, /*rows_per_kv_head=*/16,
+  FLASH_MLA_ASSERT_OK(compute_metadata(d_seqlens.get<int32_t>(), batch, rows,
                                        /*num_heads_kv=*/1, d_metadata.get<int32_t>(), num_parts,
                                        d_splits.get<int32_t>(), stream));
   FLASH_MLA_CUDA_ASSERT(cudaStreamSynchronize(stream));
@@ -78,6 +79,16 @@ TEST(MetadataGpu, EdgeLengthsMatchHostTwin) {
     expect_device_matches_host({131072}, num_parts, nullptr);
     expect_device_matches_host(std::vector<int32_t>(128, 64), num_parts, nullptr);
     if (HasFatalFailure()) return;
+  }
+  // Equal lengths where a split-free width lies within the slack (schedule.h), and where not.
+  for (int rows : {1, 16, 64, 256}) {
+    for (int len : {4096, 8192, 16384, 32768}) {
+      for (int num_parts : {33, 66, 132}) {
+        expect_device_matches_host(std::vector<int32_t>(128, len), num_parts, nullptr, rows);
+        if (HasFatalFailure()) return;
+      }
+    }
+    expect_device_matches_host(mixed_lengths(4096, rows), 132, nullptr, rows);
   }
 }
 
