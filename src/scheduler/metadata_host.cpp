@@ -1,6 +1,7 @@
 // Host twin of the metadata kernel: the same closed forms of schedule.h, evaluated serially.
 #include "scheduler/metadata.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "scheduler/schedule.h"
@@ -14,8 +15,13 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
 
   const int w0 = sched::part_width(prefix[batch], num_parts);
   const int slack = sched::split_slack(rows_per_kv_head);
-  uint32_t split_any = 0;
-  for (int b = 0; b < batch; ++b) split_any |= sched::split_widths(prefix[b], prefix[b + 1], w0, slack);
+  int max_blocks = 0;
+  for (int b = 0; b < batch; ++b) max_blocks = std::max(max_blocks, sched::num_page_blocks(cache_seqlens[b]));
+  uint32_t split_any = ~0u;
+  if (sched::whole_widths_possible(max_blocks, w0, slack)) {
+    split_any = 0;
+    for (int b = 0; b < batch; ++b) split_any |= sched::split_widths(prefix[b], prefix[b + 1], w0, slack);
+  }
   const int width = sched::choose_width(w0, split_any, slack);
   for (int p = 0; p < num_parts; ++p) {
     sched::make_record(prefix.data(), batch, num_parts, width, p,

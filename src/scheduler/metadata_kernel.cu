@@ -1,7 +1,8 @@
 // The metadata kernel: one CTA evaluates the schedule of schedule.h on the device.
 //
 // Phase 1  cost prefix C[0..batch] into num_splits (block scans over chunks of kThreads).
-// Phase 1b the width: which candidate widths split some sequence (a shared OR over the batch).
+// Phase 1b the width: which candidate widths split some sequence (a shared OR over the batch),
+//          skipped when the longest sequence rules out every candidate.
 // Phase 2  one record per part from C (binary searches, independent per part).
 // Phase 3  slot prefix over the pieces of each sequence, in place over C.
 // Phase 4  records turn piece indices into slots.
@@ -24,33 +25,55 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename BlockScan::TempStorage scan_storage;
   __shared__ int carry;
   __shared__ uint32_t split_any;
+  __shared__ int max_blocks;
   const int tid = threadIdx.x;
 
-  // Phase 1: C[b] = sum of costs before b.
-  if (tid == 0) carry = 0;
+  // Phase 1: C[b] = sum of costs before b, and the most blocks of any sequence.
+  if (tid == 0) {
+    carry = 0;
+    max_blocks = 0;
+    split_any = 0;
+  }
   __syncthreads();
+  int my_begin = 0, my_end = 0;  // this thread's sequence of a one-chunk batch: C[b], C[b + 1]
+  int my_max_blocks = 0;
   for (int base = 0; base < batch; base += kThreads) {
     const int b = base + tid;
     const int cost = b < batch ? sched::sequence_cost(cache_seqlens[b]) : 0;
+    my_max_blocks = max(my_max_blocks, cost > 0 ? cost - sched::kFixedOverheadBlocks : 0);
     int before, chunk_total;
     BlockScan(scan_storage).ExclusiveSum(cost, before, chunk_total);
-    if (b < batch) num_splits[b] = carry + before;
+    my_begin = carry + before;
+    my_end = my_begin + cost;
+    if (b < batch) num_splits[b] = my_begin;
+    const int warp_max = __reduce_max_sync(0xffffffffu, my_max_blocks);  // one atomic a warp
+    if (tid % 32 == 0 && warp_max > 0) atomicMax(&max_blocks, warp_max);
     __syncthreads();
     if (tid == 0) carry += chunk_total;
     __syncthreads();
   }
-  if (tid == 0) num_splits[batch] = carry;
-  if (tid == 0) split_any = 0;
-  __syncthreads();
 
-  // Phase 1b: the width.
-  const int w0 = sched::part_width(num_splits[batch], num_parts);
+  // Phase 1b: the width. carry (the total) and max_blocks are final after the loop's last
+  // barrier; split_any is complete after the barrier that also publishes num_splits[batch].
+  const int w0 = sched::part_width(carry, num_parts);
   const int slack = sched::split_slack(rows_per_kv_head);
-  uint32_t mine = 0;
-  for (int b = tid; b < batch; b += kThreads) {
-    mine |= sched::split_widths(num_splits[b], num_splits[b + 1], w0, slack);
+  const bool possible = sched::whole_widths_possible(max_blocks, w0, slack);
+  uint32_t mine = possible ? 0u : ~0u;
+  if (possible && batch <= kThreads) {  // from registers, not the prefix just written
+    if (tid < batch) mine = sched::split_widths(my_begin, my_end, w0, slack);
+  } else if (possible) {
+    for (int b = tid; b < batch; b += kThreads) {
+      mine |= sched::split_widths(num_splits[b], b + 1 < batch ? num_splits[b + 1] : carry, w0,
+                                  slack);
+    }
   }
-  if (mine != 0) atomicOr(&split_any, mine);
+  if (possible) {
+    const uint32_t warp_or = __reduce_or_sync(0xffffffffu, mine);
+    if (tid % 32 == 0 && warp_or != 0) atomicOr(&split_any, warp_or);
+  } else if (tid == 0) {
+    split_any = ~0u;
+  }
+  if (tid == 0) num_splits[batch] = carry;
   __syncthreads();
   const int width = sched::choose_width(w0, split_any, slack);
 

@@ -114,12 +114,24 @@ FLASH_MLA_HD int num_pieces(const int32_t* prefix, int b, int width) {
 
 // Bit k set: the sequence occupying cost positions [begin, end) is split when the width is
 // w0 + k, for k in [0, slack]. OR-ed over the batch, the lowest clear bit is the width to use.
+// One division per candidate: the blocks [first, last] share a part unless a multiple of the
+// width lies in (first, last].
 FLASH_MLA_HD uint32_t split_widths(int begin, int end, int w0, int slack) {
+  const int first = begin + kFixedOverheadBlocks, last = end - 1;
+  if (last < first) return 0;  // empty
   uint32_t mask = 0;
   for (int k = 0; k <= slack; ++k) {
-    if (num_pieces_between(begin, end, w0 + k) > 1) mask |= 1u << k;
+    const int w = w0 + k;
+    if (last >= (first / w + 1) * w) mask |= 1u << k;
   }
   return mask;
+}
+
+// Whether any candidate width can leave every sequence whole: not when the longest sequence
+// has more blocks than the widest candidate (the common case of mixed lengths and of a few long
+// sequences, which then skips the per-candidate divisions).
+FLASH_MLA_HD bool whole_widths_possible(int max_blocks, int w0, int slack) {
+  return max_blocks <= w0 + slack;
 }
 
 // The width of the schedule from the balanced width w0 and the OR of split_widths() over the
