@@ -67,13 +67,15 @@ FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
   return total_cost > 0 ? (total_cost + num_parts - 1) / num_parts : 1;
 }
 
-// How many positions wider than the balanced width a split-free width may be: twice the
+// How many positions wider than the balanced width a split-free width may be: about twice the
 // measured cost of a split piece in blocks, which grows with the query rows per KV head (the
 // fp32 partials a piece writes and the combine reads back). Measured on the H200 with b = 128
-// equal lengths (docs/perf-notes.md): about 2, 4 and 7 blocks a piece at 16, 32 and 64 rows.
+// equal lengths (docs/perf-notes.md, "Whole sequences"): about 2, 4 and 7 blocks a piece at
+// 16, 32 and 64 rows, and a width 3% wider still gained 1-2% at 128 and 256 rows: 2, 4, 8, 14
+// and 20 positions at 1-9, 16, 32, 64 and 96+ rows.
 inline constexpr int kMaxSplitSlack = 31;  // candidate widths fit one 32-bit mask
 FLASH_MLA_HD int split_slack(int rows_per_kv_head) {
-  const int rows = rows_per_kv_head < 64 ? rows_per_kv_head : 64;
+  const int rows = rows_per_kv_head < 96 ? rows_per_kv_head : 96;
   const int slack = 2 * (1 + rows / 10);
   return slack < kMaxSplitSlack ? slack : kMaxSplitSlack;
 }
