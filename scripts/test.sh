@@ -10,6 +10,13 @@ cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
       ${ARCHS:+-DCMAKE_CUDA_ARCHITECTURES="$ARCHS"}
 cmake --build "$BUILD" -j "${JOBS:-$(nproc)}"
 ctest --test-dir "$BUILD" --output-on-failure -j "${JOBS:-$(nproc)}"
+# ctest does not show a skipped test's output: print the GPU tests' reason once.
+gpu_tests="$BUILD/tests/flash_mla_gpu_tests"
+if [ -x "$gpu_tests" ]; then
+  why=$("$gpu_tests" --gtest_filter='MetadataGpu.NumSmPartsIsPositive' 2>&1 |
+        grep -A1 -m1 ': Skipped$' | tail -n 1 || true)
+  if [ -n "$why" ]; then echo "GPU tests: SKIPPED ($why)"; fi
+fi
 
 # Python tests (python/tests): they need PyTorch, a GPU and the installed package
 # (pip install --no-build-isolation .) and skip with the reason printed when one is missing.
