@@ -37,10 +37,11 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   int my_begin = 0, my_end = 0;  // this thread's sequence of a one-chunk batch: C[b], C[b + 1]
   int my_max_blocks = 0;
+  const int overhead = sched::fixed_overhead_blocks(rows_per_kv_head);
   for (int base = 0; base < batch; base += kThreads) {
     const int b = base + tid;
-    const int cost = b < batch ? sched::sequence_cost(cache_seqlens[b]) : 0;
-    my_max_blocks = max(my_max_blocks, cost > 0 ? cost - sched::kFixedOverheadBlocks : 0);
+    const int cost = b < batch ? sched::sequence_cost(cache_seqlens[b], overhead) : 0;
+    my_max_blocks = max(my_max_blocks, cost > 0 ? cost - overhead : 0);
     int before, chunk_total;
     BlockScan(scan_storage).ExclusiveSum(cost, before, chunk_total);
     my_begin = carry + before;
@@ -60,11 +61,11 @@ __global__ void __launch_bounds__(kThreads)
   const bool possible = sched::whole_widths_possible(max_blocks, w0, slack);
   uint32_t mine = possible ? 0u : ~0u;
   if (possible && batch <= kThreads) {  // from registers, not the prefix just written
-    if (tid < batch) mine = sched::split_widths(my_begin, my_end, w0, slack);
+    if (tid < batch) mine = sched::split_widths(my_begin, my_end, w0, slack, overhead);
   } else if (possible) {
     for (int b = tid; b < batch; b += kThreads) {
       mine |= sched::split_widths(num_splits[b], b + 1 < batch ? num_splits[b + 1] : carry, w0,
-                                  slack);
+                                  slack, overhead);
     }
   }
   if (possible) {
@@ -79,7 +80,8 @@ __global__ void __launch_bounds__(kThreads)
 
   // Phase 2: records (piece indices for now).
   for (int p = tid; p < num_parts; p += kThreads) {
-    sched::make_record(num_splits, batch, num_parts, width, p, metadata + p * sched::kNumFields);
+    sched::make_record(num_splits, batch, num_parts, width, overhead, p,
+                       metadata + p * sched::kNumFields);
   }
   __syncthreads();
 
@@ -90,7 +92,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int base = 0; base < batch; base += kThreads) {
     const int b = base + tid;
     const int slots = b < batch ? sched::slots_of(sched::num_pieces_between(
-                                      num_splits[b], num_splits[b + 1], width))
+                                      num_splits[b], num_splits[b + 1], width, overhead))
                                 : 0;
     int before, chunk_total;
     BlockScan(scan_storage).ExclusiveSum(slots, before, chunk_total);

@@ -1,11 +1,11 @@
 // The split-KV schedule: which SM part handles which (batch, page-block) range.
 //
 // Every page block of every sequence gets a position on one line of "cost"; a sequence with
-// n > 0 blocks occupies n + kFixedOverheadBlocks consecutive positions (the overhead stands for
-// loading Q, the epilogue and the combine), an empty sequence occupies none:
+// n > 0 blocks occupies n + V consecutive positions, V = fixed_overhead_blocks(rows) (the
+// overhead stands for loading Q, the epilogue and the combine), an empty sequence occupies none:
 //
 //   C[b]            = sum_{b' < b} cost(b')                      (exclusive prefix, C[B] = total)
-//   block j of b    sits at position C[b] + kFixedOverheadBlocks + j
+//   block j of b    sits at position C[b] + V + j
 //   part p          covers the positions [p * W, (p + 1) * W)
 //
 // So the parts partition the blocks exactly (each block is in the part floor(pos / W)), work is
@@ -36,7 +36,15 @@
 namespace flash_mla::sched {
 
 inline constexpr int kPageBlock = 64;
-inline constexpr int kFixedOverheadBlocks = 5;
+
+// The fixed cost of a sequence (of each piece of one) in blocks of work, by rows per KV head:
+// 5 where sm_90 runs the narrow kernel (M <= 32; FlashMLA's write-up uses 5 too), 12 above,
+// where the wide kernel's Q tile, epilogue and 64-row partials cost more. Measured on the H200
+// with variable lengths (docs/perf-notes.md, "Whole sequences"): 8 and 12 were 1-6% slower at
+// 16 and 32 rows, 3-6% faster at 64 and 128.
+FLASH_MLA_HD int fixed_overhead_blocks(int rows_per_kv_head) {
+  return rows_per_kv_head <= 32 ? 5 : 12;
+}
 
 // Fields of one [8] int32 metadata record.
 enum class Field : int {
@@ -57,9 +65,9 @@ FLASH_MLA_HD int num_page_blocks(int seqlen) {
   return seqlen > 0 ? (seqlen + kPageBlock - 1) / kPageBlock : 0;
 }
 
-FLASH_MLA_HD int sequence_cost(int seqlen) {
+FLASH_MLA_HD int sequence_cost(int seqlen, int overhead) {
   const int n = num_page_blocks(seqlen);
-  return n > 0 ? n + kFixedOverheadBlocks : 0;
+  return n > 0 ? n + overhead : 0;
 }
 
 // The balanced width.
@@ -93,10 +101,10 @@ FLASH_MLA_HD int find_sequence(const int32_t* prefix, int batch, int x) {
 
 // First block at or after position x, as (sequence, block); (batch, 0) past the end.
 struct BlockPos { int batch; int block; };
-FLASH_MLA_HD BlockPos first_block_at(const int32_t* prefix, int batch, int x) {
+FLASH_MLA_HD BlockPos first_block_at(const int32_t* prefix, int batch, int x, int overhead) {
   const int b = find_sequence(prefix, batch, x);
   if (b >= batch) return {batch, 0};
-  const int offset = x - prefix[b] - kFixedOverheadBlocks;
+  const int offset = x - prefix[b] - overhead;
   return {b, offset > 0 ? offset : 0};
 }
 
@@ -104,22 +112,22 @@ FLASH_MLA_HD BlockPos first_block_at(const int32_t* prefix, int batch, int x) {
 FLASH_MLA_HD int part_of(int position, int width) { return position / width; }
 
 // Number of parts a sequence occupying cost positions [begin, end) falls into (0 if empty).
-FLASH_MLA_HD int num_pieces_between(int begin, int end, int width) {
-  const int first = begin + kFixedOverheadBlocks;
+FLASH_MLA_HD int num_pieces_between(int begin, int end, int width, int overhead) {
+  const int first = begin + overhead;
   if (end <= first) return 0;
   return part_of(end - 1, width) - part_of(first, width) + 1;
 }
 
-FLASH_MLA_HD int num_pieces(const int32_t* prefix, int b, int width) {
-  return num_pieces_between(prefix[b], prefix[b + 1], width);
+FLASH_MLA_HD int num_pieces(const int32_t* prefix, int b, int width, int overhead) {
+  return num_pieces_between(prefix[b], prefix[b + 1], width, overhead);
 }
 
 // Bit k set: the sequence occupying cost positions [begin, end) is split when the width is
 // w0 + k, for k in [0, slack]. OR-ed over the batch, the lowest clear bit is the width to use.
 // One division per candidate: the blocks [first, last] share a part unless a multiple of the
 // width lies in (first, last].
-FLASH_MLA_HD uint32_t split_widths(int begin, int end, int w0, int slack) {
-  const int first = begin + kFixedOverheadBlocks, last = end - 1;
+FLASH_MLA_HD uint32_t split_widths(int begin, int end, int w0, int slack, int overhead) {
+  const int first = begin + overhead, last = end - 1;
   if (last < first) return 0;  // empty
   uint32_t mask = 0;
   for (int k = 0; k <= slack; ++k) {
@@ -152,19 +160,19 @@ FLASH_MLA_HD int slots_of(int pieces) { return pieces > 1 ? pieces : 0; }
 // piece index of the first sequence within that sequence (or -1 when it is not split);
 // finish_record() turns it into a slot once the slot prefix exists. Two steps because the device
 // kernel computes the slot prefix in the buffer that held the cost prefix.
-FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, int width, int p,
-                              int32_t* record) {
+FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, int width,
+                              int overhead, int p, int32_t* record) {
   const int total = prefix[batch];
   const int x0 = p * width < total ? p * width : total;
   const int x1 = (p + 1) * width < total ? (p + 1) * width : total;
-  const BlockPos begin = first_block_at(prefix, batch, x0);
-  const BlockPos end = first_block_at(prefix, batch, x1);
+  const BlockPos begin = first_block_at(prefix, batch, x0, overhead);
+  const BlockPos end = first_block_at(prefix, batch, x1, overhead);
   const bool idle = begin.batch == end.batch && begin.block == end.block;
 
   int piece = -1;
   int combine_batch = -1;
-  if (!idle && num_pieces(prefix, begin.batch, width) > 1) {
-    piece = p - part_of(prefix[begin.batch] + kFixedOverheadBlocks, width);
+  if (!idle && num_pieces(prefix, begin.batch, width, overhead) > 1) {
+    piece = p - part_of(prefix[begin.batch] + overhead, width);
     if (part_of(prefix[begin.batch + 1] - 1, width) == p) combine_batch = begin.batch;
   }
   record[static_cast<int>(Field::kBeginBatch)] = begin.batch;

@@ -15,7 +15,8 @@ namespace flash_mla {
 namespace {
 
 using sched::Field;
-constexpr int kOverhead = sched::kFixedOverheadBlocks;
+// The fixed cost per sequence on the line at 16 rows (the default rows of these tests).
+const int kOverhead = sched::fixed_overhead_blocks(16);
 
 int field(const int32_t* record, Field f) { return record[static_cast<int>(f)]; }
 int64_t blocks_of(int seqlen) { return seqlen > 0 ? (seqlen + 63) / 64 : 0; }
@@ -66,13 +67,14 @@ Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int r
 // or the narrowest width up to split_slack(rows) wider under which every sequence's blocks fall
 // in one part.
 int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int rows) {
+  const int overhead = sched::fixed_overhead_blocks(rows);
   const int64_t total = prefix.back();
   const int64_t balanced = total > 0 ? (total + num_parts - 1) / num_parts : 1;
   for (int64_t w = balanced; w <= balanced + sched::split_slack(rows); ++w) {
     bool whole = true;
     for (size_t b = 0; b + 1 < prefix.size() && whole; ++b) {
       if (prefix[b + 1] == prefix[b]) continue;  // empty
-      whole = (prefix[b] + kOverhead) / w == (prefix[b + 1] - 1) / w;
+      whole = (prefix[b] + overhead) / w == (prefix[b + 1] - 1) / w;
     }
     if (whole) return w;
   }
@@ -144,32 +146,33 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
     for (int k = 0; k < slots; ++k) ASSERT_EQ(used[k], s.num_splits[b] + k) << "b=" << b;
   }
 
-  // Balance, exactly as schedule.h defines it: block j of b sits at position
-  // C[b] + kOverhead + j and part p owns positions [p W, (p + 1) W), W the expected width
-  // (balanced, or split-free within the slack). So every covered block is
-  // inside its part's window, and blocks plus the overhead positions inside the window (the
-  // "5 per segment that starts at block 0", of which only the part's first segment can lose
-  // some to the previous part) never exceed W.
+  // Balance, exactly as schedule.h defines it: block j of b sits at position C[b] + V + j
+  // (V = fixed_overhead_blocks(rows)) and part p owns positions [p W, (p + 1) W), W the
+  // expected width (balanced, or split-free within the slack). So every covered block is inside
+  // its part's window, and blocks plus the overhead positions inside the window (the "V per
+  // segment that starts at block 0", of which only the part's first segment can lose some to
+  // the previous part) never exceed W.
+  const int overhead = sched::fixed_overhead_blocks(rows);
   std::vector<int64_t> prefix(batch + 1, 0);
   for (int b = 0; b < batch; ++b) {
     const int64_t n = blocks_of(seqlens[b]);
-    prefix[b + 1] = prefix[b] + (n > 0 ? n + kOverhead : 0);
+    prefix[b + 1] = prefix[b] + (n > 0 ? n + overhead : 0);
   }
   const int64_t width = expected_width(prefix, num_parts, rows);
   std::vector<int64_t> load(num_parts, 0);
   for (const Segment& seg : s.segments) {
     const int64_t x0 = seg.part * width, x1 = x0 + width;
-    const int64_t first_pos = prefix[seg.batch] + kOverhead + seg.j0;
-    const int64_t last_pos = prefix[seg.batch] + kOverhead + seg.j1 - 1;
+    const int64_t first_pos = prefix[seg.batch] + overhead + seg.j0;
+    const int64_t last_pos = prefix[seg.batch] + overhead + seg.j1 - 1;
     ASSERT_TRUE(first_pos >= x0 && last_pos < x1)
         << "part " << seg.part << " holds b=" << seg.batch << " blocks [" << seg.j0 << ", "
         << seg.j1 << ") outside its window";
     load[seg.part] += seg.j1 - seg.j0;
     if (seg.j0 == 0) {
       const int64_t overhead_begin = prefix[seg.batch];
-      const int64_t inside = overhead_begin + kOverhead - std::max(overhead_begin, x0);
+      const int64_t inside = overhead_begin + overhead - std::max(overhead_begin, x0);
       if (!seg.first_of_part) {
-        ASSERT_EQ(inside, kOverhead) << "part " << seg.part;
+        ASSERT_EQ(inside, overhead) << "part " << seg.part;
       }
       load[seg.part] += inside;
     }
