@@ -152,7 +152,8 @@ Status get_num_sm_parts(int rows_per_kv_head, int num_heads_kv, KernelChoice ker
 Status get_workspace_size(const DecodeProblem& problem, int num_sm_parts, size_t* bytes);
 
 // Computes the split-KV schedule from cache_seqlens [batch] on the device, into
-// tile_scheduler_metadata [num_sm_parts, 8] and num_splits [batch + 1].
+// tile_scheduler_metadata [num_sm_parts, 8] and num_splits [batch + 1]. rows_per_kv_head
+// (s_q * h_q / h_kv) tunes the balance; any value gives a correct schedule.
 Status compute_metadata(const int32_t* cache_seqlens, int batch, int rows_per_kv_head,
                         int num_heads_kv, int32_t* tile_scheduler_metadata, int num_sm_parts,
                         int32_t* num_splits, cudaStream_t stream);

@@ -286,8 +286,9 @@ Status compute_metadata(const int32_t* cache_seqlens, int batch, int rows_per_kv
   if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
   if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
   if (num_sm_parts < 1) return invalid("num_sm_parts", "at least 1", num_sm_parts);
-  // The schedule depends on the lengths, the number of parts and (for the width, see
-  // scheduler/schedule.h) the rows per KV head; num_heads_kv is checked for consistency only.
+  // The schedule depends on the lengths, the number of parts and the rows per KV head (the
+  // fixed cost per sequence and the width, scheduler/schedule.h); num_heads_kv is checked for
+  // consistency only.
   if (cudaError_t err = detail::launch_metadata_kernel(cache_seqlens, batch, rows_per_kv_head,
                                                        num_sm_parts, tile_scheduler_metadata,
                                                        num_splits, stream);

@@ -19,7 +19,9 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
   const int w0 = sched::part_width(prefix[batch], num_parts);
   const int slack = sched::split_slack(rows_per_kv_head);
   int max_blocks = 0;
-  for (int b = 0; b < batch; ++b) max_blocks = std::max(max_blocks, sched::num_page_blocks(cache_seqlens[b]));
+  for (int b = 0; b < batch; ++b) {
+    max_blocks = std::max(max_blocks, sched::num_page_blocks(cache_seqlens[b]));
+  }
   uint32_t split_any = ~0u;
   if (sched::whole_widths_possible(max_blocks, w0, slack)) {
     split_any = 0;
@@ -34,7 +36,8 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
   }
   num_splits[0] = 0;
   for (int b = 0; b < batch; ++b) {
-    num_splits[b + 1] = num_splits[b] + sched::slots_of(sched::num_pieces(prefix.data(), b, width, overhead));
+    num_splits[b + 1] =
+        num_splits[b] + sched::slots_of(sched::num_pieces(prefix.data(), b, width, overhead));
   }
   for (int p = 0; p < num_parts; ++p) {
     sched::finish_record(num_splits, metadata + static_cast<size_t>(p) * sched::kNumFields);
