@@ -5,13 +5,17 @@
 
 #include <cstdint>
 
+#include "kernels/common/ptx.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
 
 namespace flash_mla::sm90 {
 
 // Thread t of `threads` cooperating threads; a row gather from arbitrary strides, so staged by
-// threads rather than TMA. The caller publishes it to wgmma (fence.proxy.async + a barrier).
+// threads rather than TMA. Every chunk is a cp.async, all in flight at once: one round trip to
+// memory per segment (a load-then-store loop waited for each of its loads in turn;
+// docs/perf-notes.md, "Q in one round trip"). Returns once this thread's chunks have landed;
+// the caller publishes the tile to wgmma (fence.proxy.async + a barrier).
 template <class Element, int kRows>
 __device__ __forceinline__ void load_q_rows(const DecodeParams& p, char* sQ, int batch, int g,
                                             int row0, int t, int threads) {
@@ -23,17 +27,20 @@ __device__ __forceinline__ void load_q_rows(const DecodeParams& p, char* sQ, int
     const int r = c / kChunksPerRow;
     const int cc = c % kChunksPerRow;
     const int row = row0 + r;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row < p.rows_per_kv) {
+    const bool valid = row < p.rows_per_kv;  // rows past M: zero-filled, nothing read
+    const Element* src = gQ;
+    if (valid) {
       const int i = row / p.heads_per_kv;
       const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-      v = __ldg(reinterpret_cast<const uint4*>(gQ + batch * p.q_batch_stride +
-                                               i * p.q_seq_stride + h * p.q_head_stride) + cc);
+      src = gQ + batch * p.q_batch_stride + i * p.q_seq_stride + h * p.q_head_stride +
+            cc * (16 / sizeof(Element));
     }
     const int sub = cc / 8, chunk = cc % 8;
-    *reinterpret_cast<uint4*>(sQ + sub * kSubTileBytes + r * kRowBytes +
-                              ((chunk ^ (r % 8)) * 16)) = v;
+    ptx::cp_async_16(sQ + sub * kSubTileBytes + r * kRowBytes + ((chunk ^ (r % 8)) * 16), src,
+                     valid);
   }
+  ptx::cp_async_commit();
+  ptx::cp_async_wait<0>();
 }
 
 }  // namespace flash_mla::sm90
