@@ -59,16 +59,16 @@ __global__ void __launch_bounds__(kThreads)
   const int w0 = sched::part_width(carry, num_parts);
   const int slack = sched::split_slack(rows_per_kv_head);
   const bool possible = sched::whole_widths_possible(max_blocks, w0, slack);
-  uint32_t mine = possible ? 0u : ~0u;
-  if (possible && batch <= kThreads) {  // from registers, not the prefix just written
-    if (tid < batch) mine = sched::split_widths(my_begin, my_end, w0, slack, overhead);
-  } else if (possible) {
-    for (int b = tid; b < batch; b += kThreads) {
-      mine |= sched::split_widths(num_splits[b], b + 1 < batch ? num_splits[b + 1] : carry, w0,
-                                  slack, overhead);
-    }
-  }
   if (possible) {
+    uint32_t mine = 0;
+    if (batch <= kThreads) {  // from registers, not the prefix just written
+      if (tid < batch) mine = sched::split_widths(my_begin, my_end, w0, slack, overhead);
+    } else {
+      for (int b = tid; b < batch; b += kThreads) {
+        mine |= sched::split_widths(num_splits[b], b + 1 < batch ? num_splits[b + 1] : carry,
+                                    w0, slack, overhead);
+      }
+    }
     const uint32_t warp_or = __reduce_or_sync(0xffffffffu, mine);
     if (tid % 32 == 0 && warp_or != 0) atomicOr(&split_any, warp_or);
   } else if (tid == 0) {
