@@ -117,8 +117,8 @@ struct NarrowConfig {
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = (kConsumers + 1) * kWarpgroupThreads;  // + producer
   static constexpr int kWarps = kWarpgroupThreads / 32;    // warps of a consumer: 16 rows each
-  static constexpr int kProducerRegs = 40;                 // setmaxnreg
-  static constexpr int kConsumerRegs = 232;
+  static constexpr int kProducerRegs = 24;                 // setmaxnreg
+  static constexpr int kConsumerRegs = 240;
 
   static constexpr int kMmaK = 16;
   static constexpr int kQkStepsPerBox = kSubTileCols / kMmaK;                 // 4

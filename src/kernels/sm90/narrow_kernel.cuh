@@ -276,31 +276,49 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   // The RoPE box has no other reader.
   ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
 
-  // Column softmax in the base-2 domain: mask, this page's maximum per query row.
+  // Column softmax in the base-2 domain: mask, this page's maximum per query row. Each step
+  // is issued for every column before the next step: a shared-memory load that follows a store
+  // in program order waits for it (ptxas cannot tell that they do not alias), and with one
+  // column at a time each column's loads, shuffles and exponentials waited for the previous
+  // column's stores (docs/perf-notes.md, v11).
+  int limit[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) limit[j] = s.col_limit[narrow_col(j, lane)];
+  float mx[kCols];
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
-    float mx = -INFINITY;
+    mx[j] = -INFINITY;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int idx = (j / 2) * 4 + 2 * half + (j % 2);
       const int token = tile + m_row + 8 * half;
-      sc[idx] = token < s.col_limit[narrow_col(j, lane)] ? sc[idx] * p.scale_log2 : -INFINITY;
-      mx = fmaxf(mx, sc[idx]);
+      sc[idx] = token < limit[j] ? sc[idx] * p.scale_log2 : -INFINITY;
+      mx[j] = fmaxf(mx[j], sc[idx]);
     }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
-    if (lane < 4) col_max[warp * kRows + narrow_col(j, lane)] = mx;
+  }
+#pragma unroll
+  for (int lanes = 4; lanes < 32; lanes *= 2) {
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], lanes));
+  }
+  if (lane < 4) {
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) col_max[warp * kRows + narrow_col(j, lane)] = mx[j];
   }
   sync_consumer(consumer);  // (A) all warps' maxima written
+  // Every warp's maxima read before the first P^T store.
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int col = narrow_col(j, lane);
+    mx[j] = st.m[j];
+#pragma unroll
+    for (int w = 0; w < C::kWarps; ++w) mx[j] = fmaxf(mx[j], col_max[w * kRows + col]);
+  }
   float rescale[kCols];
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
     const int col = narrow_col(j, lane);
-    float mx = st.m[j];
-#pragma unroll
-    for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, col_max[w * kRows + col]);
-    const float m_new = next_reference(st.m[j], mx);  // moves only by more than 2^8
+    const float m_new = next_reference(st.m[j], mx[j]);  // moves only by more than 2^8
     const float ref = softmax_ref(m_new);
     rescale[j] = rescale_factor(st.m[j], m_new);
     st.m[j] = m_new;
