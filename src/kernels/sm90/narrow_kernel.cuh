@@ -230,6 +230,84 @@ struct NarrowState {
   }
 };
 
+// Column softmax of one page for consumer `consumer`, in the base-2 domain: masks S^T in place,
+// takes each query row's maximum over the page's 64 tokens (within a warp, then across the 4
+// warps through `col_max`), moves the references, writes P^T = exp2(S^T - m) to the consumer's
+// P^T buffer, updates the sums and returns each column's rescale of O^T.
+template <class Element, int kRows>
+__device__ __forceinline__ void narrow_softmax(
+    const DecodeParams& p, const NarrowSmem<kRows>& s, int tile, int consumer, int t,
+    float (&sc)[NarrowConfig<kRows>::kSAccum], NarrowState<kRows>& st,
+    float (&rescale)[NarrowConfig<kRows>::kColsPerThread]) {
+  using C = NarrowConfig<kRows>;
+  constexpr int kCols = C::kColsPerThread;
+  const int lane = t % 32, warp = t / 32;
+  const int m_row = 16 * warp + lane / 4;  // + 8*half: the thread's token rows of S^T
+  char* sP = s.p + consumer * C::kPBytes;
+  float* col_max = s.col_max + consumer * C::kWarps * kRows;
+
+  // Each step is issued for every column before the next step: a shared-memory load that
+  // follows a store in program order waits for it (ptxas cannot tell that they do not alias),
+  // and with one column at a time each column's loads, shuffles and exponentials waited for the
+  // previous column's stores (docs/perf-notes.md, v11).
+  int limit[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) limit[j] = s.col_limit[narrow_col(j, lane)];
+  float mx[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    mx[j] = -INFINITY;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
+      const int token = tile + m_row + 8 * half;
+      sc[idx] = token < limit[j] ? sc[idx] * p.scale_log2 : -INFINITY;
+      mx[j] = fmaxf(mx[j], sc[idx]);
+    }
+  }
+  // A column's 16 tokens of this warp sit in the 8 lanes with the same lane % 4.
+#pragma unroll
+  for (int lanes = 4; lanes < 32; lanes *= 2) {
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], lanes));
+    }
+  }
+  if (lane < 4) {
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) col_max[warp * kRows + narrow_col(j, lane)] = mx[j];
+  }
+  sync_consumer(consumer);  // (A) all warps' maxima written
+  // Every warp's maxima read before the first P^T store.
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int col = narrow_col(j, lane);
+    mx[j] = st.m[j];
+#pragma unroll
+    for (int w = 0; w < C::kWarps; ++w) mx[j] = fmaxf(mx[j], col_max[w * kRows + col]);
+  }
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int col = narrow_col(j, lane);
+    const float m_new = next_reference(st.m[j], mx[j]);  // moves only by more than 2^8
+    const float ref = softmax_ref(m_new);
+    rescale[j] = rescale_factor(st.m[j], m_new);
+    st.m[j] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
+      const float pv = ptx::exp2_approx(sc[idx] - ref);
+      sum += pv;
+      // P^T row `col` (a query row), column = token: K-major for the P·V B operand.
+      const int tt = m_row + 8 * half;
+      *reinterpret_cast<Element*>(sP + col * C::kRowBytes + (((tt / 8) ^ (col % 8)) * 16) +
+                                  (tt % 8) * C::kElemBytes) = to_element<Element>(pv);
+    }
+    st.l[j] = st.l[j] * rescale[j] + sum;
+  }
+}
+
 // One page for consumer `consumer`: S^T, softmax, O^T += V^T P^T, then the page's slots freed.
 template <class Element, int kRows>
 __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowSmem<kRows>& s,
@@ -237,10 +315,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
                                             int consumer, int t, NarrowState<kRows>& st) {
   using C = NarrowConfig<kRows>;
   constexpr int kCols = C::kColsPerThread;
-  const int lane = t % 32, warp = t / 32;
-  const int m_row = 16 * warp + lane / 4;  // + 8*half: the thread's token rows of S^T
-  char* sP = s.p + consumer * C::kPBytes;
-  float* col_max = s.col_max + consumer * C::kWarps * kRows;
+  const char* sP = s.p + consumer * C::kPBytes;
 
   // S^T = K Q^T, box by box as the boxes land, as two accumulator chains (even and odd
   // k-steps): a wgmma that depends on the previous one's accumulator waits ~100 cycles for it,
@@ -276,65 +351,9 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   // The RoPE box has no other reader.
   ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
 
-  // Column softmax in the base-2 domain: mask, this page's maximum per query row. Each step
-  // is issued for every column before the next step: a shared-memory load that follows a store
-  // in program order waits for it (ptxas cannot tell that they do not alias), and with one
-  // column at a time each column's loads, shuffles and exponentials waited for the previous
-  // column's stores (docs/perf-notes.md, v11).
-  int limit[kCols];
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) limit[j] = s.col_limit[narrow_col(j, lane)];
-  float mx[kCols];
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    mx[j] = -INFINITY;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
-      const int token = tile + m_row + 8 * half;
-      sc[idx] = token < limit[j] ? sc[idx] * p.scale_log2 : -INFINITY;
-      mx[j] = fmaxf(mx[j], sc[idx]);
-    }
-  }
-#pragma unroll
-  for (int lanes = 4; lanes < 32; lanes *= 2) {
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], lanes));
-  }
-  if (lane < 4) {
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) col_max[warp * kRows + narrow_col(j, lane)] = mx[j];
-  }
-  sync_consumer(consumer);  // (A) all warps' maxima written
-  // Every warp's maxima read before the first P^T store.
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    const int col = narrow_col(j, lane);
-    mx[j] = st.m[j];
-#pragma unroll
-    for (int w = 0; w < C::kWarps; ++w) mx[j] = fmaxf(mx[j], col_max[w * kRows + col]);
-  }
   float rescale[kCols];
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    const int col = narrow_col(j, lane);
-    const float m_new = next_reference(st.m[j], mx[j]);  // moves only by more than 2^8
-    const float ref = softmax_ref(m_new);
-    rescale[j] = rescale_factor(st.m[j], m_new);
-    st.m[j] = m_new;
-    float sum = 0.f;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int idx = (j / 2) * 4 + 2 * half + (j % 2);
-      const float pv = ptx::exp2_approx(sc[idx] - ref);
-      sum += pv;
-      // P^T row `col` (a query row), column = token: K-major for the P·V B operand.
-      const int tt = m_row + 8 * half;
-      *reinterpret_cast<Element*>(sP + col * C::kRowBytes + (((tt / 8) ^ (col % 8)) * 16) +
-                                  (tt % 8) * C::kElemBytes) = to_element<Element>(pv);
-    }
-    st.l[j] = st.l[j] * rescale[j] + sum;
-  }
+  narrow_softmax<Element, kRows>(p, s, tile, consumer, t, sc, st, rescale);
+
   // A sequence's last page: V rows past its end may hold anything (NaN); P is 0 there, and
   // 0 * NaN is NaN, so zero them before P·V reads them. (Skipping P·V's k-steps past the end
   // instead puts the wgmmas on a divergent path, which ptxas serialises: C7520.)
