@@ -128,11 +128,12 @@ struct NarrowConfig {
   static constexpr int kOAccum = kOTiles * kSAccum;                           // 64 or 128
   static constexpr int kColsPerThread = kRows / 4;  // query rows a thread's accumulators touch
 
-  // Shared memory: Q tile (also the buffer through which consumer 1's state reaches consumer 0
-  // at a segment's end), P^T of each consumer, row statistics, then as many KV box slots as fit.
+  // Shared memory: Q tile (also the buffers through which the consumers swap halves of their
+  // states at a segment's end), P^T of each consumer, row statistics (col_max and col_sum per
+  // consumer), then as many KV box slots as fit.
   static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
   static constexpr size_t kStatBytes =
-      size_t(kConsumers + 1) * kWarps * kRows * sizeof(float) + 2 * kRows * sizeof(int);
+      size_t(2 * kConsumers) * kWarps * kRows * sizeof(float) + 2 * kRows * sizeof(int);
   static constexpr size_t kFixedBytes =
       kQBytes + size_t(kConsumers) * kPBytes + kSwizzleAtomBytes;  // + alignment
   static constexpr size_t kLimit = 232448;  // 227 KiB: the sm_90 per-CTA opt-in maximum
@@ -142,15 +143,18 @@ struct NarrowConfig {
   static constexpr size_t kSmemBytes =
       kFixedBytes + size_t(kSlots) * kBoxBytes + kStatBytes + kBarrierBytes;
 
-  // The merge: per thread, the partial sums and O^T, through the Q tile.
-  static constexpr int kMergeFloats = kColsPerThread + kOAccum;
-  static constexpr int kMergeChunk = int(kQBytes / (kWarpgroupThreads * sizeof(float)));
+  // The merge: consumer c keeps the O^T tiles [c * kOTiles / 2, +kOTiles / 2) and sends the
+  // other half with its partial sums, per thread, through its half of the Q tile.
+  static constexpr int kOTilesPerConsumer = kOTiles / kConsumers;
+  static constexpr int kMergeFloats = kColsPerThread + kOTilesPerConsumer * kSAccum;
+  static constexpr int kMergeChunk =
+      int(kQBytes / (kConsumers * kWarpgroupThreads * sizeof(float)));
   static constexpr int kMergeRounds = (kMergeFloats + kMergeChunk - 1) / kMergeChunk;
 
   static_assert(kRows == 16 || kRows == 32, "wgmma N of the generated wrappers");
   static_assert(kQSubTileBytes % kSwizzleAtomBytes == 0, "whole swizzle atoms per Q sub-tile");
   static_assert(kSlots >= 2 * kSubTiles, "a consumer's page and the other consumer's");
-  static_assert(kMergeChunk >= 2 * kColsPerThread, "both consumers' maxima in one round");
+  static_assert(kOTiles % kConsumers == 0, "the consumers keep equal halves of O^T");
   static_assert(kProducerRegs + kConsumers * kConsumerRegs <= (1 + kConsumers) * Base::kLaunchRegs);
   static_assert(kSmemBytes <= kLimit);
 };

@@ -14,8 +14,8 @@
 //                -- each warp holds 16 tokens, so the maximum over the page's 64 tokens goes
 //                through shared memory --, P^T to shared memory, O^T += V^T P^T. V rows past a
 //                sequence's end are zeroed before P·V reads them, so NaN there cannot reach
-//                the output. At a segment's end consumer 1 hands its state to consumer 0
-//                through the (then unused) Q tile; consumer 0 merges and writes.
+//                the output. At a segment's end the consumers swap halves of their states
+//                through the (then unused) Q tile: each merges and writes half of the output.
 //   producer     one thread TMA-loads each page as 9 boxes of 64 channels into a ring of 8 KiB
 //                slots, each slot with a `full` and an `empty` mbarrier. A slot is free again
 //                once its reader is done: the RoPE box after Q·Kᵀ, the value boxes after P·V.
@@ -48,7 +48,7 @@ struct NarrowSmem {
   char* p;          // [2 consumers][kRows rows][64 tokens] P^T of a page, K-major, swizzled
   char* ring;       // [kSlots][64 tokens][128 B], swizzled: KV boxes
   float* col_max;   // [2 consumers][warps][kRows] each warp's column maxima of its page
-  float* col_sum;   // [warps][kRows] consumer 0's column sums (epilogue)
+  float* col_sum;   // [2 consumers][warps][kRows] each warp's column sums (epilogue)
   int* col_limit;   // [kRows] tokens a query row may see in the current segment (causal mask)
   uint64_t* full;   // [kSlots] the box's TMA bytes landed
   uint64_t* empty;  // [kSlots] the box's consumer is done with it (128 arrivals)
@@ -65,7 +65,7 @@ struct NarrowSmem {
     ring = p + C::kConsumers * C::kPBytes;
     col_max = reinterpret_cast<float*>(ring + size_t(C::kSlots) * C::kBoxBytes);
     col_sum = col_max + C::kConsumers * C::kWarps * kRows;
-    col_limit = reinterpret_cast<int*>(col_sum + C::kWarps * kRows);
+    col_limit = reinterpret_cast<int*>(col_sum + C::kConsumers * C::kWarps * kRows);
     // col_limit's reservation is 2 kRows ints of which kRows are used (kStatBytes): a spare
     // 64 or 128 bytes, kept because removing it moves the barriers (not re-measured yet).
     full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);
@@ -222,11 +222,15 @@ struct NarrowState {
       for (int k = 0; k < C::kSAccum; ++k) o[jt][k] *= f[(k / 4) * 2 + (k % 2)];
     }
   }
-  // The i-th of the kMergeFloats values the merge hands over: the sums, then O^T.
-  __device__ float& at(int i) {
+  // The i-th of the kMergeFloats values of the merge on consumer kConsumer's side: the partial
+  // sums, then the O^T tiles of `kHalf` (the other consumer's half to send, this consumer's to
+  // receive). Constant indices once unrolled (kConsumer is a template argument), so O stays in
+  // registers.
+  template <int kHalf>
+  __device__ float& merged(int i) {
     if (i < C::kColsPerThread) return l[i];
     const int k = i - C::kColsPerThread;
-    return o[k / C::kSAccum][k % C::kSAccum];
+    return o[kHalf * C::kOTilesPerConsumer + k / C::kSAccum][k % C::kSAccum];
   }
 };
 
@@ -410,15 +414,20 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   }
 }
 
-// Consumer 0 writes the merged state: out and lse, or the fp32 partials of a split piece.
-template <class Element, int kRows>
+// Consumer kConsumer writes its half of the merged state (O^T tiles [kConsumer * kOTiles / 2,
+// +kOTiles / 2), channels [256 kConsumer, +256)): out, or the fp32 partials of a split piece;
+// consumer 0 also lse. Both consumers hold the same sums after the merge and reduce them in the
+// same order, so both normalise identically.
+template <class Element, int kRows, int kConsumer>
 __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const NarrowSmem<kRows>& s,
                                                 const Segment& seg, int g, int t,
                                                 NarrowState<kRows>& st) {
   using C = NarrowConfig<kRows>;
   constexpr int kCols = C::kColsPerThread;
+  constexpr int kTile0 = kConsumer * C::kOTilesPerConsumer;
   const int lane = t % 32, warp = t / 32;
   const int m_row = 16 * warp + lane / 4;  // + 8*half: the thread's channels of a 64-tile
+  float* col_sum = s.col_sum + kConsumer * C::kWarps * kRows;
   // Column sums over the 64 token rows: lanes, then warps in a fixed order.
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
@@ -426,9 +435,9 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
     l += __shfl_xor_sync(0xffffffffu, l, 4);
     l += __shfl_xor_sync(0xffffffffu, l, 8);
     l += __shfl_xor_sync(0xffffffffu, l, 16);
-    if (lane < 4) s.col_sum[warp * kRows + narrow_col(j, lane)] = l;
+    if (lane < 4) col_sum[warp * kRows + narrow_col(j, lane)] = l;
   }
-  sync_consumer(0);
+  sync_consumer(kConsumer);
   const bool split = seg.slot >= 0;
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
@@ -436,35 +445,36 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
     if (row >= p.rows_per_kv) continue;
     float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < C::kWarps; ++w) sum += s.col_sum[w * kRows + row];
+    for (int w = 0; w < C::kWarps; ++w) sum += col_sum[w * kRows + row];
     const FinishedRow fin = finish_row(st.m[j], sum, split);
     const float inv = fin.inv_sum, lse = fin.lse;
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;
     const int idx0 = (j / 2) * 4 + (j % 2);  // + 2*half
+    const bool writes_lse = kConsumer == 0 && warp == 0 && lane < 4;
     if (split) {
       const int64_t accum_row =
           (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
       float* dst = p.o_accum + accum_row * C::kHeadDimV + m_row;
 #pragma unroll
-      for (int jt = 0; jt < C::kOTiles; ++jt) {
+      for (int jt = kTile0; jt < kTile0 + C::kOTilesPerConsumer; ++jt) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           dst[jt * 64 + 8 * half] = st.o[jt][idx0 + 2 * half] * inv;
         }
       }
-      if (warp == 0 && lane < 4) p.lse_accum[accum_row] = lse;
+      if (writes_lse) p.lse_accum[accum_row] = lse;
     } else {
       Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
                      i * p.out_seq_stride + h * p.out_head_stride + m_row;
 #pragma unroll
-      for (int jt = 0; jt < C::kOTiles; ++jt) {
+      for (int jt = kTile0; jt < kTile0 + C::kOTilesPerConsumer; ++jt) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           dst[jt * 64 + 8 * half] = to_element<Element>(st.o[jt][idx0 + 2 * half] * inv);
         }
       }
-      if (warp == 0 && lane < 4) {
+      if (writes_lse) {
         p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] =
             lse;
       }
@@ -472,27 +482,33 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
   }
 }
 
-// At a segment's end: consumer 1's state merged into consumer 0's, through shared memory that
-// is free then.
-template <int kRows>
-__device__ __forceinline__ void narrow_merge(const NarrowSmem<kRows>& s, int consumer, int t,
+// At a segment's end the two consumers' states become one, each consumer keeping half of O^T:
+// consumer c keeps tiles [c * kOTiles / 2, +kOTiles / 2) and hands the other half, with its
+// partial sums, to the other consumer, through its half of the Q tile (free then). Both
+// directions in each round, so each consumer moves half of what one consumer handing everything
+// to the other would.
+template <int kRows, int kConsumer>
+__device__ __forceinline__ void narrow_merge(const NarrowSmem<kRows>& s, int t,
                                              NarrowHandoff& handoff, NarrowState<kRows>& st) {
   using C = NarrowConfig<kRows>;
   constexpr int kCols = C::kColsPerThread;
-  float* xfer = reinterpret_cast<float*>(s.q);  // the rounds' buffer: [value][128 threads]
+  constexpr int kOther = 1 - kConsumer;
+  // Each direction's round buffer: [value][128 threads] floats.
+  float* send = reinterpret_cast<float*>(s.q) + kConsumer * C::kMergeChunk * C::kWarpgroupThreads;
+  const float* recv =
+      reinterpret_cast<const float*>(s.q) + kOther * C::kMergeChunk * C::kWarpgroupThreads;
   // The maxima go through each consumer's P^T buffer: [column][128 threads] floats.
-  float* my_max = reinterpret_cast<float*>(s.p + consumer * C::kPBytes);
-  const float* other_max = reinterpret_cast<const float*>(s.p + (1 - consumer) * C::kPBytes);
+  float* my_max = reinterpret_cast<float*>(s.p + kConsumer * C::kPBytes);
+  const float* other_max = reinterpret_cast<const float*>(s.p + kOther * C::kPBytes);
   static_assert(kCols * C::kWarpgroupThreads * sizeof(float) <= C::kPBytes);
-  // Thread t of both consumers holds the same entries. First the maxima both ways,
-  // through the P^T buffers: each consumer rescales its own sums and O^T to the common
-  // maximum. Then consumer 1's sums and O^T reach consumer 0 through the Q tile,
-  // kMergeChunk values per thread a round. Hand-offs: 1 -> 0 (maxima, Q·Kᵀ done),
-  // 0 -> 1 (the same), then per round 1 -> 0 (written), 0 -> 1 (read).
-  sync_consumer(consumer);  // every warp's last P·V done: the P^T buffer is free
+  // Thread t of both consumers holds the same entries. First the maxima both ways: each
+  // consumer rescales its own sums and O^T to the common maximum (fmaxf is symmetric, so both
+  // get the same). Then per round both write, exchange, read and add, exchange (the buffers
+  // are free again; after the last round, Q is).
+  sync_consumer(kConsumer);  // every warp's last P·V done: the P^T buffer is free
 #pragma unroll
   for (int j = 0; j < kCols; ++j) my_max[j * C::kWarpgroupThreads + t] = st.m[j];
-  handoff.exchange(consumer);
+  handoff.exchange(kConsumer);
   float scale[kCols];
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
@@ -505,21 +521,21 @@ __device__ __forceinline__ void narrow_merge(const NarrowSmem<kRows>& s, int con
 #pragma unroll
   for (int r = 0; r < C::kMergeRounds; ++r) {
     const int i0 = r * C::kMergeChunk;
-    if (consumer == 1) {
 #pragma unroll
-      for (int i = 0; i < C::kMergeChunk; ++i) {
-        if (i0 + i < C::kMergeFloats) xfer[i * C::kWarpgroupThreads + t] = st.at(i0 + i);
+    for (int i = 0; i < C::kMergeChunk; ++i) {
+      if (i0 + i < C::kMergeFloats) {
+        send[i * C::kWarpgroupThreads + t] = st.template merged<kOther>(i0 + i);
       }
-      handoff.signal();  // round r written
-      handoff.await();   // round r read: the buffer (and at the end Q) is free
-    } else {
-      handoff.await();
-#pragma unroll
-      for (int i = 0; i < C::kMergeChunk; ++i) {
-        if (i0 + i < C::kMergeFloats) st.at(i0 + i) += xfer[i * C::kWarpgroupThreads + t];
-      }
-      handoff.signal();
     }
+    handoff.exchange(kConsumer);  // round r written by both
+#pragma unroll
+    for (int i = 0; i < C::kMergeChunk; ++i) {
+      if (i0 + i < C::kMergeFloats) {
+        // Own value plus the other's: a + b == b + a, so both consumers' sums are identical.
+        st.template merged<kConsumer>(i0 + i) += recv[i * C::kWarpgroupThreads + t];
+      }
+    }
+    handoff.exchange(kConsumer);  // round r read by both
   }
 }
 
@@ -553,8 +569,14 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     }
     box += ((seg.token_end - seg.token_begin + C::kBlockN - 1) / C::kBlockN) * C::kSubTiles;
 
-    narrow_merge<kRows>(s, consumer, t, handoff, st);
-    if (consumer == 0) narrow_epilogue<Element, kRows>(p, s, seg, g, t, st);
+    // Template arguments, so that each consumer's half of O^T is indexed by constants.
+    if (consumer == 0) {
+      narrow_merge<kRows, 0>(s, t, handoff, st);
+      narrow_epilogue<Element, kRows, 0>(p, s, seg, g, t, st);
+    } else {
+      narrow_merge<kRows, 1>(s, t, handoff, st);
+      narrow_epilogue<Element, kRows, 1>(p, s, seg, g, t, st);
+    }
   });
 }
 
