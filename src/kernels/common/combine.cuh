@@ -4,7 +4,8 @@
 // Which sequences: a split sequence's last piece is the first segment of exactly one part, whose
 // record names it (sched::Field::kCombineBatch). CTA column x of the grid scans the records of
 // parts x, x + gridDim.x, ... in parallel and merges what they name. The rows shape has a column
-// per part (at most one merge per CTA); the slots shape min(parts, batch) columns.
+// per part (at most one merge per CTA); the slots shape, for batch <= parts / 4, one per
+// sequence.
 //
 // How (Shape): a warp covers kColsPerWarp columns of one row for every kSlotGroups-th slot; the
 // kSlotGroups warps of a row sum their partials in group order. Two shapes, chosen on the host:
@@ -213,13 +214,8 @@ inline bool use_slots_shape(const DecodeParams& p) { return 4 * p.batch <= p.num
 // completion is the trigger), so its launch overlaps the split kernel's end.
 template <class Element>
 cudaError_t launch_combine(const DecodeParams& p, bool dependent, cudaStream_t stream) {
-  auto launch = [&](auto shape) {
+  auto launch = [&](auto shape, int columns) {
     using S = decltype(shape);
-    // Rows shape: a column per part, so no CTA merges two sequences one after the other (with
-    // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did). Slots
-    // shape: the batch is small and each sequence long; a column per sequence.
-    const int columns = S::kSlotGroups == 1 || p.num_sm_parts < p.batch ? p.num_sm_parts
-                                                                          : p.batch;
     const dim3 grid(columns, (p.rows_per_kv + S::kRowsPerCta - 1) / S::kRowsPerCta,
                     p.num_heads_kv * S::kColChunks);
     const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
@@ -231,7 +227,11 @@ cudaError_t launch_combine(const DecodeParams& p, bool dependent, cudaStream_t s
     }
     return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
   };
-  return use_slots_shape(p) ? launch(SlotsShape{}) : launch(RowsShape{});
+  // Rows shape: a column per part, so no CTA merges two sequences one after the other (with
+  // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did). Slots shape
+  // (batch <= parts / 4): a column per sequence.
+  return use_slots_shape(p) ? launch(SlotsShape{}, p.batch)
+                            : launch(RowsShape{}, p.num_sm_parts);
 }
 
 }  // namespace flash_mla::combine

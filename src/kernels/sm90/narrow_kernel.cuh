@@ -222,10 +222,9 @@ struct NarrowState {
       for (int k = 0; k < C::kSAccum; ++k) o[jt][k] *= f[(k / 4) * 2 + (k % 2)];
     }
   }
-  // The i-th of the kMergeFloats values of the merge on consumer kConsumer's side: the partial
-  // sums, then the O^T tiles of `kHalf` (the other consumer's half to send, this consumer's to
-  // receive). Constant indices once unrolled (kConsumer is a template argument), so O stays in
-  // registers.
+  // The i-th of the kMergeFloats values a merge round moves: the partial sums, then the O^T
+  // tiles of half `kHalf` (the other consumer's half to send, this consumer's to receive).
+  // Called with compile-time kHalf and, once unrolled, i, so O stays in registers.
   template <int kHalf>
   __device__ float& merged(int i) {
     if (i < C::kColsPerThread) return l[i];
