@@ -474,20 +474,19 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   }
 }
 
-// The same pair for consumer 1, which owns page B and the right half of O.
-template <class Element>
+// The same pair for consumer 1, which owns page B (if kHasB) and the right half of O. P·V A,R
+// is queued behind S_B without waiting for it, so it starts as soon as the tensor cores finish
+// S_B and page A's hand-off has come; S_B is then waited for (the older group) while P·V A,R runs.
+template <class Element, bool kHasB>
 __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem& s,
                                                const Segment& seg, int unmasked, int tile,
-                                               bool has_b, int it, int m_block, const Coord& c,
+                                               int it, int m_block, const Coord& c,
                                                StageWalk& walk, RowState& st,
                                                float (&o)[Cfg::kOAccum]) {
   constexpr int kRight = Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes;  // V columns 256..511
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
-  if (has_b) {
-    walk.issue_scores_for<Element>(s, it + 1, seg, tile + Cfg::kBlockN, sc);
-    ptx::wgmma_wait<0>();
-  }
+  if constexpr (kHasB) walk.issue_scores_for<Element>(s, it + 1, seg, tile + Cfg::kBlockN, sc);
   walk.wait_values(s, it, seg, tile, 1);
   walk.wait_page_a(s);
   float rescale[2];
@@ -495,7 +494,8 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   rescale_output(o, rescale);
   issue_pv_shared<Element>(s.p_tile(stage_a), s.stage(stage_a) + kRight, o);
   uint32_t pr[Cfg::kPRegs];
-  if (has_b) {
+  if constexpr (kHasB) {
+    ptx::wgmma_wait<1>();  // S_B
     page_softmax<Element>(p, seg, tile + Cfg::kBlockN, unmasked, m_block, c, sc, st, pr,
                           s.p_tile(stage_b), s.row_ref + Cfg::kBlockM, rescale);
     ptx::fence_proxy_async_shared();  // P_B written by threads, read by consumer 0's wgmma
@@ -503,7 +503,7 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   }
   ptx::wgmma_wait<0>();
   StageWalk::release(s, it, 1);
-  if (has_b) {
+  if constexpr (kHasB) {
     rescale_output(o, rescale);
     issue_pv_registers<Element>(pr, s.stage(stage_b) + kRight, o);
     ptx::wgmma_wait<0>();
@@ -546,9 +546,13 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
       it += has_b ? 2 : 1;
     } else {
       for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
-        const bool has_b = tile + Cfg::kBlockN < seg.token_end;
-        pair_consumer1<Element>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st, o);
-        it += has_b ? 2 : 1;
+        if (tile + Cfg::kBlockN < seg.token_end) {
+          pair_consumer1<Element, true>(p, s, seg, unmasked, tile, it, m_block, c, walk, st, o);
+          it += 2;
+        } else {
+          pair_consumer1<Element, false>(p, s, seg, unmasked, tile, it, m_block, c, walk, st, o);
+          it += 1;
+        }
       }
     }
     write_output<Element>(p, seg, g, m_block, c, s, st, o);
