@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B timing on the lent GPU, from the repository root: builds a base source tree and the
-# working tree, then runs the benchmark on each in turn (base, new, base, new) so drift of
-# clocks and temperature falls on both, and prints per case the median of each side.
+# working tree, then runs the benchmark on each in turn, the side that runs first alternating
+# per round (base, new, new, base, ...) so drift of clocks and temperature falls on both, and
+# prints per case the median of each side.
 #
 #   BASE=build-ab/base   base source tree (e.g. `git archive <commit> | tar -x -C build-ab/base`,
 #                        carried to the device as an ignored path)
@@ -27,11 +28,19 @@ build() {  # source dir, build dir
 build "$BASE" build-ab/b & pid=$!
 build . build-ab/n || { tail -30 "$OUT/build_n.log"; exit 1; }
 wait $pid || { tail -30 "$OUT/build_b.log"; exit 1; }
+run_side() {  # side (base | new), round
+  local dir=b
+  if [ "$1" = new ]; then dir=n; fi
+  # shellcheck disable=SC2086
+  timeout "$RUN_LIMIT" build-ab/$dir/bench/flash_mla_bench $ARGS --json "$OUT/ab_$1_$2.json" \
+    >"$OUT/ab_$1_$2.txt" 2>&1 || { echo "$1 run $2 failed ($?)"; exit 1; }
+}
+# The side that runs first alternates between rounds: on the H200 the longest compute-bound
+# cases favoured the second run of a round by several percent (docs/perf-notes.md, "Not kept:
+# consumer registers 240 / 240").
 for r in $(seq 1 "$ROUNDS"); do
-  # shellcheck disable=SC2086
-  timeout "$RUN_LIMIT" build-ab/b/bench/flash_mla_bench $ARGS --json "$OUT/ab_base_$r.json" >"$OUT/ab_base_$r.txt" 2>&1 || { echo "base run $r failed ($?)"; exit 1; }
-  # shellcheck disable=SC2086
-  timeout "$RUN_LIMIT" build-ab/n/bench/flash_mla_bench $ARGS --json "$OUT/ab_new_$r.json" >"$OUT/ab_new_$r.txt" 2>&1 || { echo "new run $r failed ($?)"; exit 1; }
+  if [ $((r % 2)) -eq 1 ]; then order="base new"; else order="new base"; fi
+  for side in $order; do run_side "$side" "$r"; done
 done
 python3 - "$OUT" "$ROUNDS" <<'PY'
 import json, statistics, sys
