@@ -244,8 +244,8 @@ TEST(Metadata, RandomLengthsWithRowCounts) {
 
 // b = 128 equal lengths on 132 parts: the balanced width cuts every sequence (4096 tokens at
 // 16 rows cost 69 positions, the balanced width is 67); within the slack a width of 69 serves
-// each whole, one per part. With 66 parts (two m-blocks) two per part, with 33 four. Beyond the slack
-// (32768 tokens at 16 rows: 517 against 502) the sequences stay split.
+// each whole, one per part. With 66 parts (two m-blocks) two per part, with 33 four. Beyond
+// the slack (32768 tokens at 16 rows: 517 against 502) the sequences stay split.
 TEST(Metadata, EqualLengthsAreServedWhole) {
   struct Case { int len, num_parts, rows, per_part; };
   for (const Case& c : {Case{4096, 132, 64, 1}, Case{4096, 132, 16, 1}, Case{8192, 132, 16, 1},
