@@ -17,7 +17,7 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
   }
 
   const int w0 = sched::part_width(prefix[batch], num_parts);
-  const int slack = sched::split_slack(rows_per_kv_head);
+  const int slack = sched::split_slack(rows_per_kv_head, w0);
   int max_blocks = 0;
   for (int b = 0; b < batch; ++b) {
     max_blocks = std::max(max_blocks, sched::num_page_blocks(cache_seqlens[b]));

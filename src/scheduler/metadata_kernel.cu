@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads)
   // Phase 1b: the width. carry (the total) and max_blocks are final after the loop's last
   // barrier; split_any is complete after the barrier that also publishes num_splits[batch].
   const int w0 = sched::part_width(carry, num_parts);
-  const int slack = sched::split_slack(rows_per_kv_head);
+  const int slack = sched::split_slack(rows_per_kv_head, w0);
   const bool possible = sched::whole_widths_possible(max_blocks, w0, slack);
   if (possible) {
     uint32_t mine = 0;

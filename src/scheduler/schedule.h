@@ -38,12 +38,13 @@ namespace flash_mla::sched {
 inline constexpr int kPageBlock = 64;
 
 // The fixed cost of a sequence (of each piece of one) in blocks of work, by rows per KV head:
-// 5 where sm_90 runs the narrow kernel (M <= 32; FlashMLA's write-up uses 5 too), 12 above,
-// where the wide kernel's Q tile, epilogue and 64-row partials cost more. Measured on the H200
-// with variable lengths (docs/perf-notes.md, "Whole sequences"): 8 and 12 were 1-6% slower at
-// 16 and 32 rows, 3-6% faster at 64 and 128.
+// 5 where sm_90 runs the narrow kernel (M <= 32; FlashMLA's write-up uses 5 too), 6 above. A
+// per-segment trace of the wide kernel put a segment's fixed cost (Q wait, pipeline refill,
+// epilogue) at 5-6 pages' time at 64 and 128 rows; against 12, the value until 2026-11-21, 6 was
+// 1-6% faster with variable lengths at b >= 16, level with equal lengths, and 2-6% slower at
+// b = 4 and 8 with 128 rows (H200; docs/perf-notes.md, "The per-sequence overhead, again").
 FLASH_MLA_HD int fixed_overhead_blocks(int rows_per_kv_head) {
-  return rows_per_kv_head <= 32 ? 5 : 12;
+  return rows_per_kv_head <= 32 ? 5 : 6;
 }
 
 // Fields of one [8] int32 metadata record.
@@ -75,16 +76,20 @@ FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
   return total_cost > 0 ? (total_cost + num_parts - 1) / num_parts : 1;
 }
 
-// How many positions wider than the balanced width a split-free width may be: about twice the
+// How many positions wider than the balanced width w0 a split-free width may be: about twice the
 // measured cost of a split piece in blocks, which grows with the query rows per KV head (the
 // fp32 partials a piece writes and the combine reads back). Measured on the H200 with b = 128
 // equal lengths (docs/perf-notes.md, "Whole sequences"): about 2, 4 and 7 blocks a piece at
 // 16, 32 and 64 rows, and a width 3% wider still gained 1-2% at 128 and 256 rows: 2, 4, 8, 14
-// and 20 positions at 1-9, 16, 32, 64 and 96+ rows.
+// and 20 positions at 1-9, 16, 32, 64 and 96+ rows. The pieces run in parallel, so this trade
+// holds only while a part's blocks outweigh a piece's cost: the slack is at most w0 (a width at
+// most doubled). Without that bound one short sequence (b = 1, 640 tokens, 128 rows) went whole
+// into one part and took 31.6 µs instead of 17.6 (docs/perf-notes.md, "The split-free slack").
 inline constexpr int kMaxSplitSlack = 31;  // candidate widths fit one 32-bit mask
-FLASH_MLA_HD int split_slack(int rows_per_kv_head) {
+FLASH_MLA_HD int split_slack(int rows_per_kv_head, int w0) {
   const int rows = rows_per_kv_head < 96 ? rows_per_kv_head : 96;
-  const int slack = 2 * (1 + rows / 10);
+  int slack = 2 * (1 + rows / 10);
+  if (slack > w0) slack = w0;
   return slack < kMaxSplitSlack ? slack : kMaxSplitSlack;
 }
 

@@ -64,13 +64,14 @@ Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int r
 }
 
 // The width schedule.h promises, computed here by brute force: the balanced ceil(total / parts),
-// or the narrowest width up to split_slack(rows) wider under which every sequence's blocks fall
-// in one part.
+// or the narrowest width up to a slack wider under which every sequence's blocks fall in one
+// part. The slack is 2 (1 + min(rows, 96) / 10) positions, at most the balanced width itself.
 int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int rows) {
   const int overhead = sched::fixed_overhead_blocks(rows);
   const int64_t total = prefix.back();
   const int64_t balanced = total > 0 ? (total + num_parts - 1) / num_parts : 1;
-  for (int64_t w = balanced; w <= balanced + sched::split_slack(rows); ++w) {
+  const int64_t slack = std::min<int64_t>(2 * (1 + std::min(rows, 96) / 10), balanced);
+  for (int64_t w = balanced; w <= balanced + slack; ++w) {
     bool whole = true;
     for (size_t b = 0; b + 1 < prefix.size() && whole; ++b) {
       if (prefix[b + 1] == prefix[b]) continue;  // empty
@@ -296,6 +297,24 @@ TEST(Metadata, OneLongSequenceIsSpreadByBlocks) {
   }
   EXPECT_GE(busy, 2048 / max_blocks);  // 128 parts at least, not one part doing it all
   EXPECT_EQ(s.num_splits[1], busy);
+}
+
+// A lone short sequence is spread like a long one: the split-free slack (20 positions at 128
+// rows) would fit its 10 blocks and overhead in one part, but it is bounded by the balanced width
+// (1 here), so the blocks go to 10 parts, not to one.
+TEST(Metadata, OneShortSequenceIsSpreadByBlocks) {
+  struct Case { int len, num_parts, rows, pieces; };
+  for (const Case& c : {Case{640, 66, 128, 10}, Case{512, 132, 64, 8}, Case{256, 132, 32, 4}}) {
+    SCOPED_TRACE("len " + std::to_string(c.len) + ", rows " + std::to_string(c.rows));
+    check_schedule({c.len}, c.num_parts, "one short sequence", c.rows);
+    const Schedule s = make_and_walk({c.len}, c.num_parts, c.rows);
+    EXPECT_EQ(s.num_splits[1], c.pieces);
+    for (const Segment& seg : s.segments) EXPECT_EQ(seg.j1 - seg.j0, 1) << "part " << seg.part;
+  }
+  EXPECT_EQ(sched::split_slack(128, 1), 1);
+  EXPECT_EQ(sched::split_slack(128, 500), 20);
+  EXPECT_EQ(sched::split_slack(16, 3), 3);
+  EXPECT_EQ(sched::split_slack(16, 70), 4);
 }
 
 TEST(Metadata, ShortSequencesAreNotSplit) {
