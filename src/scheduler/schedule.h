@@ -40,9 +40,10 @@ inline constexpr int kPageBlock = 64;
 // The fixed cost of a sequence (of each piece of one) in blocks of work, by rows per KV head:
 // 5 where sm_90 runs the narrow kernel (M <= 32; FlashMLA's write-up uses 5 too), 6 above. A
 // per-segment trace of the wide kernel put a segment's fixed cost (Q wait, pipeline refill,
-// epilogue) at 5-6 pages' time at 64 and 128 rows; against 12, the value until 2026-11-21, 6 was
-// 1-6% faster with variable lengths at b >= 16, level with equal lengths, and 2-6% slower at
-// b = 4 and 8 with 128 rows (H200; docs/perf-notes.md, "The per-sequence overhead, again").
+// epilogue) at about 5.5 pages' time at 64 rows and 6-7 at 128. Against 12, the value until
+// 2026-11-21, 6 was 1-6% faster with variable lengths at b >= 16, level with equal lengths, and
+// 2-6% slower at b = 4 and 8 with 128 rows; 7 and 8 above 64 rows were no better overall (H200;
+// docs/perf-notes.md, "The per-sequence overhead, again").
 FLASH_MLA_HD int fixed_overhead_blocks(int rows_per_kv_head) {
   return rows_per_kv_head <= 32 ? 5 : 6;
 }
