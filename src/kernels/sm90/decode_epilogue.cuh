@@ -45,10 +45,11 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
       const int64_t accum_row =
           (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
       float* dst = p.o_accum + accum_row * Cfg::kHeadDimV + col0;
+      const uint64_t policy = ptx::evict_last_policy();
 #pragma unroll
       for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
-        *reinterpret_cast<float2*>(dst + nt * 8) =
-            make_float2(o[nt * 4 + 2 * half] * inv, o[nt * 4 + 2 * half + 1] * inv);
+        ptx::store_with_policy(dst + nt * 8, o[nt * 4 + 2 * half] * inv,
+                                o[nt * 4 + 2 * half + 1] * inv, policy);
       }
       if (consumer == 0 && lane % 4 == 0) p.lse_accum[accum_row] = lse;
     } else {

@@ -57,11 +57,13 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
       const int64_t accum_row =
           (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
       float* dst = p.o_accum + accum_row * C::kHeadDimV + m_row;
+      const uint64_t policy = ptx::evict_last_policy();
 #pragma unroll
       for (int jt = kTile0; jt < kTile0 + C::kOTilesPerConsumer; ++jt) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          dst[jt * 64 + 8 * half] = st.o[jt][idx0 + 2 * half] * inv;
+          ptx::store_with_policy(dst + jt * 64 + 8 * half, st.o[jt][idx0 + 2 * half] * inv,
+                                 policy);
         }
       }
       if (writes_lse) p.lse_accum[accum_row] = lse;

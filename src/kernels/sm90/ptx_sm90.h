@@ -53,6 +53,25 @@ __device__ __forceinline__ uint64_t evict_first_policy() {
   return policy;
 }
 
+// An L2 policy that keeps lines ahead of evict_first ones: the fp32 partials of split pieces,
+// which the combine kernel reads right after the split kernel, while the streamed KV (up to
+// several GB per call) passes through L2 marked evict_first.
+__device__ __forceinline__ uint64_t evict_last_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+
+// Stores of fp32 partials with an L2 cache policy (PTX ISA: "st", `.L2::cache_hint`).
+__device__ __forceinline__ void store_with_policy(float* dst, float a, float b, uint64_t policy) {
+  asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n"
+               :: "l"(dst), "f"(a), "f"(b), "l"(policy) : "memory");
+}
+__device__ __forceinline__ void store_with_policy(float* dst, float a, uint64_t policy) {
+  asm volatile("st.global.L2::cache_hint.f32 [%0], %1, %2;\n"
+               :: "l"(dst), "f"(a), "l"(policy) : "memory");
+}
+
 // One box of a 4-d tensor map into shared memory, completing `bytes` on `bar`.
 __device__ __forceinline__ void tma_load_4d(void* smem, const void* tensor_map, uint64_t* bar,
                                             int c0, int c1, int c2, int c3, uint64_t policy) {
