@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "kernels/common/launch.h"
+#include "kernels/common/segments.h"
 #include "kernels/common/ptx.h"
 #include "kernels/params.h"
 #include "scheduler/schedule.h"
@@ -138,9 +139,7 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
       const int first = p.num_splits[b];
       const int count = p.num_splits[b + 1] - first;
       if (count <= 0 || first + count > p.num_slots) continue;  // inconsistent metadata
-      auto accum_row = [&](int s) {
-        return (static_cast<int64_t>(first + s) * p.num_heads_kv + g) * p.rows_per_kv + row;
-      };
+      auto accum_row = [&](int s) { return workspace_row(p, first + s, g, row); };
       float* w_row = weights + row_in_cta * p.num_slots;
       const int t_row = group * 32 + lane;  // thread index within the row's warps
       constexpr int kRowThreads = 32 * S::kSlotGroups;

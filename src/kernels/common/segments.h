@@ -25,6 +25,13 @@ __device__ __forceinline__ int key_limit(const DecodeParams& p, const Segment& s
   return p.causal ? min(seg.seqlen, seg.seqlen - p.seqlen_q + i + 1) : seg.seqlen;
 }
 
+// Row of the fp32 workspace that holds fused query row `row` of KV head g in workspace slot
+// `slot`: o_accum holds 512 floats per row and lse_accum one, in the layout [num_slots, h_kv, M]
+// that the split kernels write and the combine kernel reads.
+__device__ __forceinline__ int64_t workspace_row(const DecodeParams& p, int slot, int g, int row) {
+  return (static_cast<int64_t>(slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+}
+
 // Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an
 // idle record). Every role of a CTA makes the same walk. Pages are the scheduler's.
 template <class Fn>

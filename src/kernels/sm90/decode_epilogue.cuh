@@ -42,8 +42,7 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;
     if (split) {
-      const int64_t accum_row =
-          (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+      const int64_t accum_row = workspace_row(p, seg.slot, g, row);
       float* dst = p.o_accum + accum_row * Cfg::kHeadDimV + col0;
       const uint64_t policy = ptx::evict_last_policy();
 #pragma unroll

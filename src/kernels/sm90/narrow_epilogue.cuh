@@ -54,8 +54,7 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
     const int idx0 = (j / 2) * 4 + (j % 2);  // + 2*half
     const bool writes_lse = kConsumer == 0 && warp == 0 && lane < 4;
     if (split) {
-      const int64_t accum_row =
-          (static_cast<int64_t>(seg.slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+      const int64_t accum_row = workspace_row(p, seg.slot, g, row);
       float* dst = p.o_accum + accum_row * C::kHeadDimV + m_row;
       const uint64_t policy = ptx::evict_last_policy();
 #pragma unroll
