@@ -85,7 +85,7 @@ FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
 // and 20 positions at 1-9, 16, 32, 64 and 96+ rows. The pieces run in parallel, so this trade
 // holds only while a part's blocks outweigh a piece's cost: the slack is at most w0 (a width at
 // most doubled). Without that bound one short sequence (b = 1, 640 tokens, 128 rows) went whole
-// into one part and took 31.6 µs instead of 17.6 (docs/perf-notes.md, "The split-free slack").
+// into one part and took 31.6 us instead of 17.6 (docs/perf-notes.md, "The split-free slack").
 inline constexpr int kMaxSplitSlack = 31;  // candidate widths fit one 32-bit mask
 FLASH_MLA_HD int split_slack(int rows_per_kv_head, int w0) {
   const int rows = rows_per_kv_head < 96 ? rows_per_kv_head : 96;

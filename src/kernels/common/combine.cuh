@@ -24,8 +24,8 @@
 #include <cstdint>
 
 #include "kernels/common/launch.h"
-#include "kernels/common/segments.h"
 #include "kernels/common/ptx.h"
+#include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "scheduler/schedule.h"
 
