@@ -13,6 +13,10 @@
 
 namespace flash_mla::detail {
 
+// The most scheduling parts a call may have: the wide Hopper kernel puts parts on gridDim.y,
+// which CUDA limits to 65535 (its m-blocks go first, on x; kernels/sm90/decode_launch.cuh).
+inline constexpr int kMaxNumSmParts = 65535;
+
 // Values as message text. No iostreams: the library may be linked into a shared object with a
 // static libstdc++ (as one PyTorch environment's LDFLAGS did), where GCC 13's iostream/locale
 // initialisation is not run and an ostringstream crashes; std::to_string and snprintf need none.

@@ -144,7 +144,9 @@ Status validate(const DecodeProblem& pr, const DecodeArgs& a, bool check_pointer
                    a.block_table_batch_stride);
   }
 
-  if (a.num_sm_parts < 1) return invalid("num_sm_parts", "at least 1", a.num_sm_parts);
+  if (a.num_sm_parts < 1 || a.num_sm_parts > detail::kMaxNumSmParts) {
+    return invalid("num_sm_parts", "1 to " + std::to_string(detail::kMaxNumSmParts), a.num_sm_parts);
+  }
   if (a.metadata_batch != pr.batch) {
     return invalid("metadata_batch",
                    "the batch of this call, " + std::to_string(pr.batch) +

@@ -247,8 +247,8 @@ TEST(Validation, RejectsMetadataForAnotherBatch) {
   expect_invalid(call, "metadata_batch");
 }
 
-TEST(Validation, RejectsNonPositiveNumSmParts) {
-  for (int parts : {0, -3}) {
+TEST(Validation, RejectsNumSmPartsOutsideGridLimit) {
+  for (int parts : {0, -3, 65536}) {
     ValidCall call;
     call.args.num_sm_parts = parts;
     expect_invalid(call, "num_sm_parts");
@@ -268,9 +268,9 @@ TEST(Validation, RejectsNullWorkspaceWhenOneIsNeeded) {
   expect_invalid(call, "workspace");
 }
 
-TEST(Validation, WorkspaceSizeRejectsNonPositiveNumSmParts) {
+TEST(Validation, WorkspaceSizeRejectsNumSmPartsOutsideGridLimit) {
   ValidCall call;
-  for (int parts : {0, -1}) {
+  for (int parts : {0, -1, 65536}) {
     size_t bytes = 12345;
     const Status status = get_workspace_size(call.problem, parts, &bytes);
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.message();

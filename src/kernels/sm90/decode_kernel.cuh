@@ -226,8 +226,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // wgmma, setmaxnreg and TMA exist on sm_90a only
   extern __shared__ char smem_raw[];
   const Smem s(smem_raw);
-  const int part = blockIdx.x;
-  const int m_block = blockIdx.y;
+  const int m_block = blockIdx.x;  // fastest: the CTAs reading the same pages run side by side
+  const int part = blockIdx.y;
   const int g = blockIdx.z;
   const Role role = static_cast<Role>(threadIdx.x / Cfg::kWarpgroupThreads);
 
