@@ -117,7 +117,7 @@ struct DecodeArgs {
   const int32_t* cache_seqlens = nullptr;  // [b]; 0 allowed
 
   const int32_t* tile_scheduler_metadata = nullptr;  // [num_sm_parts, 8] from compute_metadata
-  int num_sm_parts = 0;
+  int num_sm_parts = 0;  // 1 .. 65535 (a grid dimension of the split kernel)
   const int32_t* num_splits = nullptr;  // [metadata_batch + 1] from compute_metadata
   int metadata_batch = 0;               // the batch the metadata was computed for
 
