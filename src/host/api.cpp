@@ -268,9 +268,7 @@ Status get_workspace_size(const DecodeProblem& problem, int num_sm_parts, size_t
   using detail::invalid;
   if (bytes == nullptr) return invalid("bytes", "a non-null pointer", "nullptr");
   if (Status s = detail::validate_problem(problem); !s.ok()) return s;
-  if (num_sm_parts < 1 || num_sm_parts > detail::kMaxNumSmParts) {
-    return invalid("num_sm_parts", "1 to " + std::to_string(detail::kMaxNumSmParts), num_sm_parts);
-  }
+  if (Status s = detail::validate_num_sm_parts(num_sm_parts); !s.ok()) return s;
   *bytes = detail::workspace_bytes(problem.rows_per_kv_head(), problem.num_heads_kv, num_sm_parts);
   return Status();
 }
@@ -287,9 +285,7 @@ Status compute_metadata(const int32_t* cache_seqlens, int batch, int rows_per_kv
   if (batch < 1) return invalid("batch", "at least 1", batch);
   if (rows_per_kv_head < 1) return invalid("rows_per_kv_head", "at least 1", rows_per_kv_head);
   if (num_heads_kv < 1) return invalid("num_heads_kv", "at least 1", num_heads_kv);
-  if (num_sm_parts < 1 || num_sm_parts > detail::kMaxNumSmParts) {
-    return invalid("num_sm_parts", "1 to " + std::to_string(detail::kMaxNumSmParts), num_sm_parts);
-  }
+  if (Status s = detail::validate_num_sm_parts(num_sm_parts); !s.ok()) return s;
   // The schedule depends on the lengths, the number of parts and the rows per KV head (the
   // fixed cost per sequence and the width, scheduler/schedule.h); num_heads_kv is checked for
   // consistency only.

@@ -87,4 +87,8 @@ cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelP
 // Scalar checks of a problem (validate.cpp), shared by decode() and get_workspace_size().
 Status validate_problem(const DecodeProblem& problem);
 
+// 1 <= num_sm_parts <= kMaxNumSmParts (validate.cpp), shared by decode(), get_workspace_size()
+// and compute_metadata().
+Status validate_num_sm_parts(int num_sm_parts);
+
 }  // namespace flash_mla::detail

@@ -52,6 +52,13 @@ Status check_device_pointer(const char* field, const void* ptr, int device) {
 
 }  // namespace
 
+Status validate_num_sm_parts(int num_sm_parts) {
+  if (num_sm_parts < 1 || num_sm_parts > kMaxNumSmParts) {
+    return invalid("num_sm_parts", "1 to " + std::to_string(kMaxNumSmParts), num_sm_parts);
+  }
+  return Status();
+}
+
 Status validate_problem(const DecodeProblem& pr) {
   if (pr.dtype != DType::kBF16 && pr.dtype != DType::kFP16) {
     return invalid("dtype", "DType::kBF16 (0) or DType::kFP16 (1)", static_cast<int>(pr.dtype));
@@ -144,9 +151,7 @@ Status validate(const DecodeProblem& pr, const DecodeArgs& a, bool check_pointer
                    a.block_table_batch_stride);
   }
 
-  if (a.num_sm_parts < 1 || a.num_sm_parts > detail::kMaxNumSmParts) {
-    return invalid("num_sm_parts", "1 to " + std::to_string(detail::kMaxNumSmParts), a.num_sm_parts);
-  }
+  if (Status s = detail::validate_num_sm_parts(a.num_sm_parts); !s.ok()) return s;
   if (a.metadata_batch != pr.batch) {
     return invalid("metadata_batch",
                    "the batch of this call, " + std::to_string(pr.batch) +
