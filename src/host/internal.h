@@ -13,8 +13,9 @@
 
 namespace flash_mla::detail {
 
-// The most scheduling parts a call may have: the wide Hopper kernel puts parts on gridDim.y,
-// which CUDA limits to 65535 (its m-blocks go first, on x; kernels/sm90/decode_launch.cuh).
+// The most scheduling parts a call may have: the wide Hopper and the portable kernel put parts
+// on gridDim.y, which CUDA limits to 65535 (their m-blocks go first, on x; the launches in
+// kernels/sm90/decode_launch.cuh and kernels/sm80/decode_launch.cuh).
 inline constexpr int kMaxNumSmParts = 65535;
 
 // Values as message text. No iostreams: the library may be linked into a shared object with a

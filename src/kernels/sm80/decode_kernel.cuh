@@ -1,6 +1,6 @@
 // Portable split-KV decode kernel: mma.sync + ldmatrix + cp.async, runs on sm_80 and newer.
 //
-// Grid: (num_sm_parts, m_blocks, h_kv). CTA (part, m_block, g) walks the (sequence, page-block)
+// Grid: (m_blocks, num_sm_parts, h_kv). CTA (m_block, part, g) walks the (sequence, page-block)
 // segments its scheduling record names and, for each, streams the KV tokens through a
 // cp.async pipeline (params.kv_stages tiles deep) while keeping an online softmax. A segment that holds a whole
 // sequence writes `out`/`lse` directly; a piece of a split sequence writes fp32 partials into
@@ -432,8 +432,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinCtasPerSm)
   extern __shared__ __align__(16) char smem_raw[];
   SharedStorage<Element, Cfg> smem(smem_raw);
   const ThreadCoord c = thread_coord<Cfg>();
-  const int part = blockIdx.x;
-  const int m_block = blockIdx.y;
+  const int m_block = blockIdx.x;  // the m-blocks of a part read the same pages: neighbours
+  const int part = blockIdx.y;
   const int g = blockIdx.z;
 
   for_each_segment(p, part, [&](const Segment& seg) {

@@ -15,7 +15,10 @@ cudaError_t launch_portable_decode(const DecodeParams& params, int m_blocks, cud
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
   if (err != cudaSuccess) return err;
-  const dim3 grid(params.num_sm_parts, m_blocks, params.num_heads_kv);
+  // m_block fastest, as for the Hopper kernel: the m-blocks of a part read the same pages and
+  // run side by side. H100, same-run A/B: +0.3 to +2.3% at 64-256 rows, level at 16
+  // (docs/perf-notes.md, "The portable kernel's co-readers").
+  const dim3 grid(m_blocks, params.num_sm_parts, params.num_heads_kv);
   kernel<<<grid, Cfg::kThreads, smem, stream>>>(params);
   return cudaGetLastError();
 }

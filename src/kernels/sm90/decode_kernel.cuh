@@ -1,7 +1,7 @@
 // Hopper warp-specialised split-KV decode kernel (v6): TMA loads into 128B-swizzled shared
 // memory, wgmma for Q·Kᵀ and P·V, mbarrier pipelines, setmaxnreg.
 //
-// Grid (num_sm_parts, m_blocks, h_kv), one CTA per SM, three warpgroups:
+// Grid (m_blocks, num_sm_parts, h_kv), one CTA per SM, three warpgroups:
 //   producer   warp 0 walks the CTA's (sequence, page) list and TMA-loads each 64-token page
 //              (9 boxes of 64 channels) into one of two stages; for a sequence's partial last
 //              page it also zeroes the tokens past the end, so NaN there cannot reach P·V;
