@@ -6,7 +6,10 @@
 // (PTX ISA "cp.async.bulk") through a ring of `slots` chunks completed on mbarriers, as the
 // decode kernels' TMA loads are. The wide kernel keeps 18 such chunks in flight (two pages).
 // TFLOPS_bound = delivered bytes/s x 120.9: a 64-row CTA does 2 x 64 x 64 x (576 + 512) FLOP
-// per 73,728-byte page it receives, so no per-CTA-load schedule of it can exceed that rate.
+// per 73,728-byte page it receives, so no per-CTA-load schedule of it can exceed that rate
+// *at the delivery measured*. With share > 1 the delivery depends on the build (this source
+// at 8605b86 measured 6.25 TB/s where the current one measures 8.2 on the same H100), so a
+// row here is not a ceiling of the memory system (docs/perf-notes.md, "Load probes, re-run").
 //
 // Build and run on the device, from the repository root: nvcc -O2 -std=c++17
 //   -gencode arch=compute_90a,code=sm_90a -Isrc bench/probes/l2_delivery.cu -o l2_delivery
