@@ -126,8 +126,8 @@ __device__ __forceinline__ void load(int kind, int hint, uint16_t mask, const CU
 // proto 0: one thread issues and consumes (refill after read). proto 1: warp 1 issues (waits on
 // `empty`), warp 0 consumes. Cluster modes always use proto 1.
 __global__ void stream(const __grid_constant__ CUtensorMap map, const char* src, int kind,
-                       int hint, int clu, int proto, int waitk, int extra, int share, int slots, int n,
-                       uint64_t* rec) {
+                       int hint, int clu, int proto, int waitk, int extra, int share, int slots,
+                       int n, uint64_t* rec) {
   extern __shared__ char smem_raw[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                        ~uintptr_t(1023));
@@ -248,23 +248,19 @@ int main() {
   CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
                                       &q));
   auto encode = reinterpret_cast<Encode>(fn);
+  // t2: rows of 128 bytes, boxes of 64 rows. t4: pages of 64 tokens x 576 channels, boxes of
+  // 64 x 64 as in kernels/sm90/decode_launch.cuh (one KV head).
   auto make = [&](int kind, CUtensorMapSwizzle swz, CUtensorMapL2promotion promo) {
+    const cuuint64_t rows = cuuint64_t(n) * 64 * nsm, pages = cuuint64_t(n / 9) * nsm;
+    const cuuint64_t t2_dims[4] = {64, rows, 1, 1}, t2_strides[3] = {128, 128 * rows, 128 * rows};
+    const cuuint64_t t4_dims[4] = {576, 64, 1, pages}, t4_strides[3] = {1152, 73728, 73728};
+    const cuuint32_t box[4] = {64, 64, 1, 1}, es[4] = {1, 1, 1, 1};
     CUtensorMap m;
-    cuuint32_t es[4] = {1, 1, 1, 1};
-    CUresult r;
-    if (kind == kT2) {
-      cuuint64_t dims[4] = {64, cuuint64_t(n) * 64 * nsm, 1, 1}, st[3] = {128, 128 * dims[1],
-                                                                          128 * dims[1]};
-      cuuint32_t box[4] = {64, 64, 1, 1};
-      r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, src, dims, st, box, es,
-                 CU_TENSOR_MAP_INTERLEAVE_NONE, swz, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    } else {
-      cuuint64_t dims[4] = {576, 64, 1, cuuint64_t(n / 9) * nsm},
-                 st[3] = {1152, 73728, 73728};
-      cuuint32_t box[4] = {64, 64, 1, 1};
-      r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, src, dims, st, box, es,
-                 CU_TENSOR_MAP_INTERLEAVE_NONE, swz, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    }
+    const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, src,
+                              kind == kT2 ? t2_dims : t4_dims,
+                              kind == kT2 ? t2_strides : t4_strides, box, es,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, swz, promo,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) {
       printf("encode failed %d\n", int(r));
       exit(1);
@@ -336,7 +332,8 @@ int main() {
           for (int k = 0; k < g; ++k) {
             t0 = std::min(t0, h[4 * k]);
             t1 = std::max(t1, h[4 * k + 1]);
-            f.push_back(double(h[4 * k + 3] - h[4 * k + 2]) * 1e3 / double(h[4 * k + 1] - h[4 * k]));
+            const double cycles = double(h[4 * k + 3] - h[4 * k + 2]);
+            f.push_back(cycles * 1e3 / double(h[4 * k + 1] - h[4 * k]));  // MHz
           }
           if (rep > 0) {
             spans.push_back((t1 - t0) * 1e-3);
