@@ -112,6 +112,14 @@ inline double span_us(const uint64_t* d_rec, int ctas) {
   return (t1 - t0) * 1e-3;
 }
 
+// `bytes` of device memory, every byte 1: the region the probes stream.
+inline char* filled_buffer(size_t bytes) {
+  char* p = nullptr;
+  PROBE_CHECK(cudaMalloc(&p, bytes));
+  PROBE_CHECK(cudaMemset(p, 1, bytes));
+  return p;
+}
+
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];

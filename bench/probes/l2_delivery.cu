@@ -131,9 +131,7 @@ int main() {
   const int nsm = prop.multiProcessorCount, smem = 200 * 1024;
   CK(cudaFuncSetAttribute(stream, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const size_t per = 4608 * 1024;
-  char* src;
-  CK(cudaMalloc(&src, per * nsm));
-  CK(cudaMemset(src, 1, per * nsm));
+  char* src = probe::filled_buffer(per * nsm);
   uint64_t* rec;
   CK(cudaMalloc(&rec, nsm * 16));
   printf("%s, %d SMs, %zu KiB per CTA; delivered = bytes landed in shared memory, all CTAs\n",

@@ -18,6 +18,7 @@
 //   -gencode arch=compute_90a,code=sm_90a -Isrc bench/probes/load_modes.cu -o load_modes
 //   && ./load_modes
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -225,11 +226,6 @@ __global__ void spin(uint64_t ns) {
   }
 }
 
-using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
-                            const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
-                            const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
-                            CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
 int main() {
   setvbuf(stdout, nullptr, _IONBF, 0);
   cudaDeviceProp prop;
@@ -238,19 +234,17 @@ int main() {
   CK(cudaFuncSetAttribute(stream, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int n = 576;  // boxes per region: 4.5 MiB, 64 pages of 64 x 576 bf16
   const size_t per = size_t(n) * kBox;
-  char* src;
-  CK(cudaMalloc(&src, per * nsm));
-  CK(cudaMemset(src, 1, per * nsm));
+  char* src = probe::filled_buffer(per * nsm);
   uint64_t* rec;
   CK(cudaMalloc(&rec, nsm * 32));
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult q;
   CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
                                       &q));
-  auto encode = reinterpret_cast<Encode>(fn);
+  auto encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   // t2: rows of 128 bytes, boxes of 64 rows. t4: pages of 64 tokens x 576 channels, boxes of
   // 64 x 64 as in kernels/sm90/decode_launch.cuh (one KV head).
-  auto make = [&](int kind, CUtensorMapSwizzle swz, CUtensorMapL2promotion promo) {
+  auto make = [&](int kind) {
     const cuuint64_t rows = cuuint64_t(n) * 64 * nsm, pages = cuuint64_t(n / 9) * nsm;
     const cuuint64_t t2_dims[4] = {64, rows, 1, 1}, t2_strides[3] = {128, 128 * rows, 128 * rows};
     const cuuint64_t t4_dims[4] = {576, 64, 1, pages}, t4_strides[3] = {1152, 73728, 73728};
@@ -259,7 +253,8 @@ int main() {
     const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, src,
                               kind == kT2 ? t2_dims : t4_dims,
                               kind == kT2 ? t2_strides : t4_strides, box, es,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, swz, promo,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) {
       printf("encode failed %d\n", int(r));
@@ -270,25 +265,21 @@ int main() {
   struct Row {
     const char* name;
     int kind, hint, clu, proto, waitk, slots, extra;
-    CUtensorMapSwizzle swz;
-    CUtensorMapL2promotion promo;
   };
-  const auto S = CU_TENSOR_MAP_SWIZZLE_128B;
-  const auto P = CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   const Row rows[] = {
-      {"bulk p0 try", kBulk, 1, kNone, 0, kTry, 18, 0, S, P},
-      {"bulk p0 clw", kBulk, 1, kNone, 0, kTryCluster, 18, 0, S, P},
-      {"t2 p0 try", kT2, 1, kNone, 0, kTry, 18, 0, S, P},
-      {"t4 p0 try", kT4, 1, kNone, 0, kTry, 18, 0, S, P},
-      {"t4 p0 hint", kT4, 1, kNone, 0, kHint, 18, 0, S, P},
-      {"t4 p0 sl32", kT4, 1, kNone, 0, kSleep32, 18, 0, S, P},
-      {"t4 p1 try", kT4, 1, kNone, 1, kTry, 18, 0, S, P},
-      {"t4 p1 clw", kT4, 1, kNone, 1, kTryCluster, 18, 0, S, P},
-      {"t4 p1 try x8", kT4, 1, kNone, 1, kTry, 18, 8, S, P},
-      {"t4 mc clw", kT4, 1, kMc, 1, kTryCluster, 16, 0, S, P},
-      {"t4 mc testc", kT4, 1, kMc, 1, kTestCluster, 16, 0, S, P},
-      {"t4 mc-self", kT4, 1, kMcSelf, 1, kTestCluster, 16, 0, S, P},
-      {"bulk mc testc", kBulk, 1, kMc, 1, kTestCluster, 16, 0, S, P},
+      {"bulk p0 try", kBulk, 1, kNone, 0, kTry, 18, 0},
+      {"bulk p0 clw", kBulk, 1, kNone, 0, kTryCluster, 18, 0},
+      {"t2 p0 try", kT2, 1, kNone, 0, kTry, 18, 0},
+      {"t4 p0 try", kT4, 1, kNone, 0, kTry, 18, 0},
+      {"t4 p0 hint", kT4, 1, kNone, 0, kHint, 18, 0},
+      {"t4 p0 sl32", kT4, 1, kNone, 0, kSleep32, 18, 0},
+      {"t4 p1 try", kT4, 1, kNone, 1, kTry, 18, 0},
+      {"t4 p1 clw", kT4, 1, kNone, 1, kTryCluster, 18, 0},
+      {"t4 p1 try x8", kT4, 1, kNone, 1, kTry, 18, 8},
+      {"t4 mc clw", kT4, 1, kMc, 1, kTryCluster, 16, 0},
+      {"t4 mc testc", kT4, 1, kMc, 1, kTestCluster, 16, 0},
+      {"t4 mc-self", kT4, 1, kMcSelf, 1, kTestCluster, 16, 0},
+      {"bulk mc testc", kBulk, 1, kMc, 1, kTestCluster, 16, 0},
   };
   spin<<<nsm, 32>>>(300000000ull);
   CK(cudaDeviceSynchronize());
@@ -301,7 +292,7 @@ int main() {
       for (int share : {1, 2, 4}) {
         if (r.clu != kNone && share == 1) continue;
         if (pass > 0 && r.clu != kNone) continue;
-        CUtensorMap m = make(r.kind == kBulk ? kT2 : r.kind, r.swz, r.promo);
+        CUtensorMap m = make(r.kind == kBulk ? kT2 : r.kind);
         std::vector<double> spans, mhz;
         int g = nsm;
         for (int rep = 0; rep < 5; ++rep) {

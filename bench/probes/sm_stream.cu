@@ -132,9 +132,7 @@ int main() {
   }
   // 3) streaming, 4.5 MiB per CTA
   const size_t per = 4608 * 1024;
-  char* src;
-  CK(cudaMalloc(&src, per * nsm));
-  CK(cudaMemset(src, 1, per * nsm));
+  char* src = probe::filled_buffer(per * nsm);
   int* d_act;
   CK(cudaMalloc(&d_act, nsm * 4));
   uint64_t* d_rec;
