@@ -54,10 +54,10 @@ cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaS
     return err;
   }
   // The m_blocks CTAs of a part read the same pages. With m_block the fastest grid index they are
-  // neighbours in launch order, which puts them on neighbouring SMs of one GPC; that raised the L2
-  // -> SM delivery when each byte has two readers from 4.5 to 6.2 TB/s on an H100 (probe
-  // bench/probes/l2_delivery.cu) and the 128/256-row cases by 4-14% on H100 and H200
-  // (docs/perf-notes.md, "Co-readers side by side").
+  // neighbours in launch order, which puts them on neighbouring SMs of one GPC; that raised the
+  // 128/256-row cases by 4-14% on H100 and H200 (same-run A/B; docs/perf-notes.md, "Co-readers
+  // side by side"). The probe rates first quoted for it depend on the probe's build ("Load
+  // probes, re-run").
   const dim3 grid(m_blocks, params.num_sm_parts, params.num_heads_kv);
   return launch_kernel(kernel, grid, dim3(Cfg::kThreads), Cfg::kSmemBytes, stream,
                        /*dependent=*/true, params, map);
