@@ -94,11 +94,10 @@ struct StageWalk {
 // One pair of pages (A at `tile`, B at tile + 64 if has_b) for consumer 0, which owns page A
 // and the left half of O. S_A is already issued into `sc` (by the previous pair, or before the
 // segment's first). With kNext (page B and a next pair exist in the segment) the next pair's
-// S_A is issued here too: its first half (boxes 0-3, which this consumer frees itself) before
-// waiting for page B's softmax, the rest once P·V B,L is done and stage B released. kNext is a
-// template argument so that no wgmma issue sits on a data-dependent branch: ptxas then need
-// not serialise the chains (C7518).
-template <class Element, bool kNext>
+// S_A is issued here too, where kOrder says (NextScores). kNext is a template argument so that
+// no wgmma issue sits on a data-dependent branch: ptxas then need not serialise the chains
+// (C7518).
+template <class Element, NextScores kOrder, bool kNext>
 __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem& s,
                                                const Segment& seg, int unmasked, int tile,
                                                bool has_b, int it, int m_block, const Coord& c,
@@ -119,8 +118,10 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   issue_pv_registers<Element>(pr, s.stage(stage_a), o);
   ptx::wgmma_wait<0>();
   StageWalk::release(s, it, 0);  // boxes 0-3 of stage A load while page B is computed
+  // The boxes of the next S_A issued before page B's P·V (kSplit) or after it (kAfterPageB).
+  constexpr int kEarly = kNext && kOrder == NextScores::kSplit ? kHalf : 0;
   if (kNext || has_b) {
-    if constexpr (kNext) walk.issue_scores_for<Element, 0, kHalf>(s, it + 2, seg, next, sc);
+    if constexpr (kEarly > 0) walk.issue_scores_for<Element, 0, kEarly>(s, it + 2, seg, next, sc);
     walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN, 0);
     walk.wait_page_b(s);
     adopt_reference(c, s.row_ref + Cfg::kBlockM, st, rescale);
@@ -129,7 +130,7 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
     ptx::wgmma_wait<0>();
     StageWalk::release(s, it + 1, 0);
     if constexpr (kNext) {
-      walk.issue_scores_for<Element, kHalf, Cfg::kSubTiles>(s, it + 2, seg, next, sc);
+      walk.issue_scores_for<Element, kEarly, Cfg::kSubTiles>(s, it + 2, seg, next, sc);
     }
   }
 }
@@ -171,7 +172,7 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   }
 }
 
-template <class Element>
+template <class Element, NextScores kOrder>
 __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, int part, int m_block,
                                         int g, int consumer, int t) {
   const Coord c = {t % 32, (t / 32) * 16 + (t % 32) / 4, consumer};
@@ -197,12 +198,12 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
       walk.issue_scores_for<Element>(s, it, seg, seg.token_begin, sc);
       int tile = seg.token_begin;
       for (; tile + 2 * Cfg::kBlockN < seg.token_end; tile += 2 * Cfg::kBlockN, it += 2) {
-        pair_consumer0<Element, true>(p, s, seg, unmasked, tile, true, it, m_block, c, walk, st,
-                                      o, sc);
+        pair_consumer0<Element, kOrder, true>(p, s, seg, unmasked, tile, true, it, m_block, c,
+                                              walk, st, o, sc);
       }
       const bool has_b = tile + Cfg::kBlockN < seg.token_end;
-      pair_consumer0<Element, false>(p, s, seg, unmasked, tile, has_b, it, m_block, c, walk, st,
-                                     o, sc);
+      pair_consumer0<Element, kOrder, false>(p, s, seg, unmasked, tile, has_b, it, m_block, c,
+                                             walk, st, o, sc);
       it += has_b ? 2 : 1;
     } else {
       for (int tile = seg.token_begin; tile < seg.token_end; tile += 2 * Cfg::kBlockN) {
@@ -219,7 +220,7 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
   });
 }
 
-template <class Element>
+template <class Element, NextScores kOrder>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
     hopper_decode_kernel(const __grid_constant__ DecodeParams p,
                          const __grid_constant__ CUtensorMap tmap_kv) {
@@ -258,10 +259,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     // One copy of the consumer code per warpgroup, each compiled to its own register budget.
     if (role == Role::kConsumer0) {
       ptx::setmaxnreg_inc<Cfg::kConsumer0Regs>();
-      consume<Element>(p, s, part, m_block, g, 0, threadIdx.x % Cfg::kWarpgroupThreads);
+      consume<Element, kOrder>(p, s, part, m_block, g, 0, threadIdx.x % Cfg::kWarpgroupThreads);
     } else {
       ptx::setmaxnreg_inc<Cfg::kConsumer1Regs>();
-      consume<Element>(p, s, part, m_block, g, 1, threadIdx.x % Cfg::kWarpgroupThreads);
+      consume<Element, kOrder>(p, s, part, m_block, g, 1, threadIdx.x % Cfg::kWarpgroupThreads);
     }
   }
 #endif

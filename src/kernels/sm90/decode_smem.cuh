@@ -19,6 +19,19 @@ enum class NamedBarrier : int {
   kRowSums = 2,    // both halves' row sums written (epilogue)
 };
 
+// Where consumer 0 issues the next pair's S_A (its page A sits in the stage that this pair's
+// page A frees). Both orders issue it before the next pair begins, so consumer 0's softmax of it
+// runs under consumer 1's S_B (v10).
+enum class NextScores : int {
+  // Boxes 0-3 right after P·V A,L frees them, the rest after P·V B,L (v10). The wait for those
+  // four refills then precedes P·V B,L and the release of stage B. One m-block per part.
+  kSplit,
+  // All nine after P·V B,L and the release of stage B's boxes 0-3 (v15), so that release no
+  // longer waits for a load. With co-readers (m_blocks > 1): +0.7 to +1.9% at 128 and 256 rows,
+  // but -0.2 to -1.2% at 64 rows with equal lengths (docs/perf-notes.md, "v15").
+  kAfterPageB,
+};
+
 struct Smem {
   char* q;          // [9 sub-tiles][64 rows][128 B], swizzled: the query tile
   char* kv;         // [kStages][9 sub-tiles][kBlockN tokens][128 B], swizzled: K and V; P of

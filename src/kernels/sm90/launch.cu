@@ -29,7 +29,8 @@ bool kv_layout_supported(const DecodeParams& p) {
 
 bool hopper_kernel_available() {
   cudaFuncAttributes attr{};
-  const cudaError_t err = cudaFuncGetAttributes(&attr, hopper_decode_kernel<__nv_bfloat16>);
+  const cudaError_t err =
+      cudaFuncGetAttributes(&attr, hopper_decode_kernel<__nv_bfloat16, NextScores::kSplit>);
   if (err != cudaSuccess) {
     cudaGetLastError();
     return false;
