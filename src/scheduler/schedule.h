@@ -86,10 +86,20 @@ FLASH_MLA_HD int part_width(int total_cost, int num_parts) {
 // holds only while a part's blocks outweigh a piece's cost: the slack is at most w0 (a width at
 // most doubled). Without that bound one short sequence (b = 1, 640 tokens, 128 rows) went whole
 // into one part and took 31.6 us instead of 17.6 (docs/perf-notes.md, "The split-free slack").
+// With at most kMemoryBoundRows rows the slack is also at least w0 / 32: there the kernels are
+// memory-bound, and while a width ~3% wider leaves a few parts idle the others still keep HBM
+// busy. b = 128 equal lengths of 32768 tokens are then served whole, one per part (517-518
+// against 502-503), +3.2-3.3% at 32 and 64 rows; at 128 and 256 rows, where an idle part is lost
+// tensor time, the same run read -1.7 and +3.6% within a spread of -10 to +10% (H200,
+// docs/perf-notes.md, "A split-free slack in proportion").
 inline constexpr int kMaxSplitSlack = 31;  // candidate widths fit one 32-bit mask
+inline constexpr int kMemoryBoundRows = 64;
+inline constexpr int kProportionalSlackDivisor = 32;
 FLASH_MLA_HD int split_slack(int rows_per_kv_head, int w0) {
   const int rows = rows_per_kv_head < 96 ? rows_per_kv_head : 96;
   int slack = 2 * (1 + rows / 10);
+  const int proportional = w0 / kProportionalSlackDivisor;
+  if (rows_per_kv_head <= kMemoryBoundRows && slack < proportional) slack = proportional;
   if (slack > w0) slack = w0;
   return slack < kMaxSplitSlack ? slack : kMaxSplitSlack;
 }

@@ -65,12 +65,15 @@ Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int r
 
 // The width schedule.h promises, computed here by brute force: the balanced ceil(total / parts),
 // or the narrowest width up to a slack wider under which every sequence's blocks fall in one
-// part. The slack is 2 (1 + min(rows, 96) / 10) positions, at most the balanced width itself.
+// part. The slack is 2 (1 + min(rows, 96) / 10) positions, and with at most 64 rows at least
+// balanced / 32; never more than the balanced width itself, nor more than 31.
 int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int rows) {
   const int overhead = sched::fixed_overhead_blocks(rows);
   const int64_t total = prefix.back();
   const int64_t balanced = total > 0 ? (total + num_parts - 1) / num_parts : 1;
-  const int64_t slack = std::min<int64_t>(2 * (1 + std::min(rows, 96) / 10), balanced);
+  int64_t slack = 2 * (1 + std::min(rows, 96) / 10);
+  if (rows <= 64) slack = std::max<int64_t>(slack, balanced / 32);
+  slack = std::min<int64_t>(std::min<int64_t>(slack, balanced), 31);
   for (int64_t w = balanced; w <= balanced + slack; ++w) {
     bool whole = true;
     for (size_t b = 0; b + 1 < prefix.size() && whole; ++b) {
@@ -245,14 +248,18 @@ TEST(Metadata, RandomLengthsWithRowCounts) {
 
 // b = 128 equal lengths on 132 parts: the balanced width cuts every sequence (4096 tokens at
 // 16 rows cost 69 positions, the balanced width is 67); within the slack a width of 69 serves
-// each whole, one per part. With 66 parts (two m-blocks) two per part, with 33 four. Beyond
-// the slack (32768 tokens at 16 rows: 517 against 502) the sequences stay split.
+// each whole, one per part. With 66 parts (two m-blocks) two per part, with 33 four. With at
+// most 64 rows the slack grows with the width: 32768 tokens (517 or 518 against 502 or 503) are
+// served whole too. Beyond the slack (65536 tokens at 128 rows on 132 parts: 1030 against 999,
+// slack 20) the sequences stay split.
 TEST(Metadata, EqualLengthsAreServedWhole) {
   struct Case { int len, num_parts, rows, per_part; };
   for (const Case& c : {Case{4096, 132, 64, 1}, Case{4096, 132, 16, 1}, Case{8192, 132, 16, 1},
                         Case{4096, 66, 128, 2}, Case{16384, 132, 64, 1},
                         Case{4096, 33, 256, 4}, Case{16384, 66, 128, 2},
-                        Case{8192, 33, 256, 4}}) {
+                        Case{8192, 33, 256, 4}, Case{16384, 132, 16, 1},
+                        Case{32768, 132, 16, 1}, Case{32768, 132, 32, 1},
+                        Case{32768, 132, 64, 1}}) {
     SCOPED_TRACE("len " + std::to_string(c.len) + ", parts " + std::to_string(c.num_parts));
     const Schedule s = make_and_walk(std::vector<int32_t>(128, c.len), c.num_parts, c.rows);
     EXPECT_EQ(s.num_splits[128], 0);
@@ -261,7 +268,7 @@ TEST(Metadata, EqualLengthsAreServedWhole) {
     for (const Segment& seg : s.segments) ++per_part[seg.part];
     for (int p = 0; p < c.num_parts; ++p) EXPECT_LE(per_part[p], c.per_part) << "part " << p;
   }
-  const Schedule split = make_and_walk(std::vector<int32_t>(128, 32768), 132, 16);
+  const Schedule split = make_and_walk(std::vector<int32_t>(128, 65536), 132, 128);
   EXPECT_GE(split.num_splits[128], 2 * 128);  // each costs more than the width: all split
 }
 
@@ -315,6 +322,10 @@ TEST(Metadata, OneShortSequenceIsSpreadByBlocks) {
   EXPECT_EQ(sched::split_slack(128, 500), 20);
   EXPECT_EQ(sched::split_slack(16, 3), 3);
   EXPECT_EQ(sched::split_slack(16, 70), 4);
+  EXPECT_EQ(sched::split_slack(64, 503), 15);   // w0 / 32 above the 14 of 64 rows
+  EXPECT_EQ(sched::split_slack(16, 502), 15);
+  EXPECT_EQ(sched::split_slack(128, 1005), 20);  // no proportional slack above 64 rows
+  EXPECT_EQ(sched::split_slack(64, 5000), 31);   // the 32-bit candidate mask
 }
 
 TEST(Metadata, ShortSequencesAreNotSplit) {
