@@ -28,7 +28,7 @@ enum class NextScores : int {
   kSplit,
   // All nine after P·V B,L and the release of stage B's boxes 0-3 (v15), so that release no
   // longer waits for a load. With co-readers (m_blocks > 1): +0.7 to +1.9% at 128 and 256 rows,
-  // but -0.2 to -1.2% at 64 rows with equal lengths (docs/perf-notes.md, "v15").
+  // but -0.1 to -1.2% at 64 rows with equal lengths (docs/perf-notes.md, "v15").
   kAfterPageB,
 };
 
