@@ -322,6 +322,11 @@ TEST(Metadata, OneShortSequenceIsSpreadByBlocks) {
   EXPECT_EQ(sched::split_slack(128, 500), 20);
   EXPECT_EQ(sched::split_slack(16, 3), 3);
   EXPECT_EQ(sched::split_slack(16, 70), 4);
+}
+
+// With at most 64 rows (memory-bound) the slack is at least w0 / 32; never above 31, the
+// candidate widths' 32-bit mask.
+TEST(Metadata, SplitSlackGrowsWithTheWidthUpTo64Rows) {
   EXPECT_EQ(sched::split_slack(64, 503), 15);   // w0 / 32 above the 14 of 64 rows
   EXPECT_EQ(sched::split_slack(16, 502), 15);
   EXPECT_EQ(sched::split_slack(128, 1005), 20);  // no proportional slack above 64 rows
