@@ -79,6 +79,11 @@ std::vector<int> raw_seqlens(const Case& c, uint64_t seed);
 struct Ceilings {
   double copy_gbs = 0.0;     // device-to-device copy, bytes read + written per second / 1e9
   double gemm_tflops = 0.0;  // cuBLAS bf16 8192^3, fp32 accumulation
+  double gemm_sm_mhz = 0.0;  // SM clock right after the timed GEMMs (sm_clock_mhz)
+  // The same GEMM timed after ~0.4 s of back-to-back GEMMs, and the clock after it: context
+  // for long cases, which run at a power-capped clock (the rows use gemm_tflops).
+  double gemm_sustained_tflops = 0.0;
+  double gemm_sustained_sm_mhz = 0.0;
   bool measured = false;
 };
 Ceilings measure_ceilings(cudaStream_t stream);
@@ -94,6 +99,11 @@ void fill_random(void* data, flash_mla::DType dtype, int64_t n, uint64_t seed, f
 // Keeps the GPU busy for `ns` nanoseconds, so that the host can queue the timed launches
 // ahead of it and the events measure the GPU alone.
 void gpu_spin(uint64_t ns, cudaStream_t stream);
+
+// The SM clock now, in MHz: clock64 ticks over 200 µs of the global timer, one thread, run
+// right after the stream's queued work. Under a sustained load the GPU lowers its clock (power
+// cap); this is how far, at the end of a timed window.
+double sm_clock_mhz(cudaStream_t stream);
 
 // One paged KV cache holding `copies` independent copies of a case's sequences, so that timed
 // iterations can rotate among them and not hit in L2.
@@ -183,13 +193,18 @@ struct Result {
   int64_t sum_len = 0;
   double flops = 0, bytes = 0;
   double us = 0, meta_us = 0, tflops = 0, gbs = 0, pct_copy = 0, pct_gemm = 0;
+  double sm_mhz = 0;  // SM clock right after the timed calls (sm_clock_mhz)
   CheckResult check;
 };
 
 void print_header(const std::string& gpu, const Ceilings& ceilings);
+// The ceilings measured again after the sweep: the same GPU, warm after the whole run.
+void print_closing_ceilings(const Ceilings& start, const Ceilings& end);
 void print_table_header();
 void print_row(const Result& r);
+// `end`: the closing ceilings, written when measured.
 void write_json(const std::string& path, const std::string& gpu, const std::string& commit,
-                const Ceilings& ceilings, const std::vector<Result>& results);
+                const Ceilings& ceilings, const std::vector<Result>& results,
+                const Ceilings& end = Ceilings{});
 
 }  // namespace bench

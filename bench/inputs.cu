@@ -98,6 +98,33 @@ void gpu_spin(uint64_t ns, cudaStream_t stream) {
   BENCH_LAUNCH_CHECK();
 }
 
+namespace {
+
+// SM clock ticks and global-timer nanoseconds over a busy wait of `ns` (one thread).
+__global__ void clock_kernel(uint64_t ns, unsigned long long* out) {
+  const uint64_t t0 = global_timer_ns();
+  const long long c0 = clock64();
+  uint64_t t1 = t0;
+  while (t1 - t0 < ns) t1 = global_timer_ns();
+  const long long c1 = clock64();
+  out[0] = static_cast<unsigned long long>(c1 - c0);
+  out[1] = t1 - t0;
+}
+
+}  // namespace
+
+double sm_clock_mhz(cudaStream_t stream) {
+  constexpr uint64_t kWindowNs = 200000;  // long against the global timer's ~1 µs steps
+  unsigned long long* d = device_alloc<unsigned long long>(2);
+  clock_kernel<<<1, 1, 0, stream>>>(kWindowNs, d);
+  BENCH_LAUNCH_CHECK();
+  unsigned long long h[2] = {0, 0};
+  BENCH_CUDA_CHECK(cudaMemcpyAsync(h, d, sizeof(h), cudaMemcpyDeviceToHost, stream));
+  BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
+  device_free(d);
+  return h[1] > 0 ? 1e3 * static_cast<double>(h[0]) / static_cast<double>(h[1]) : 0.0;
+}
+
 int64_t KvPool::page_elems() const {
   return static_cast<int64_t>(flash_mla::kPageBlockSize) * heads_kv * flash_mla::kHeadDim;
 }

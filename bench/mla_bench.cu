@@ -6,6 +6,7 @@
 //   2. `reps` decode() calls, each between two CUDA events, queued behind a spin kernel so the
 //      events time the GPU and not the host; the median is reported (µs), likewise for the
 //      metadata alone (meta_us);
+//      the SM clock right after the timed calls is recorded (sm_mhz);
 //   3. copy 0's out / lse are poisoned with NaN, decode() runs, and sampled rows are compared
 //      with the reference; a second poisoned run must match the first bit for bit (SPEC §3).
 #include <algorithm>
@@ -193,6 +194,7 @@ Result run_one(const Options& opt, const Case& c, KernelChoice kernel, const KvP
   const double host_us = warm_up(stream, opt.warmup, [&](int n) { return decode(1 + n); });
   r.us = time_median_us(stream, opt.reps, host_us,
                         [&](int n) { return decode(1 + opt.warmup + n); });
+  r.sm_mhz = sm_clock_mhz(stream);
   const double meta_host_us = warm_up(stream, std::max(opt.warmup, 1), metadata);
   r.meta_us = time_median_us(stream, opt.reps, meta_host_us, metadata);
 
@@ -290,6 +292,11 @@ int main(int argc, char** argv) {
   }
   free_case_buffers(buf);
   free_pool(pool);
+  if (ceilings.measured && !results.empty()) {
+    const Ceilings end = measure_ceilings(stream);
+    print_closing_ceilings(ceilings, end);
+    if (!opt.json_path.empty()) write_json(opt.json_path, prop.name, opt.commit, ceilings, results, end);
+  }
   BENCH_CUDA_CHECK(cudaStreamDestroy(stream));
 
   int failed = 0, skipped = 0;
