@@ -100,28 +100,30 @@ void gpu_spin(uint64_t ns, cudaStream_t stream) {
 
 namespace {
 
-// SM clock ticks and global-timer nanoseconds over a busy wait of `ns` (one thread).
-__global__ void clock_kernel(uint64_t ns, unsigned long long* out) {
+// SM clock ticks and global-timer nanoseconds of the last clock_kernel run.
+__device__ unsigned long long g_clock_window[2];
+
+// Busy-waits `ns` of the global timer (one thread) and records the SM clock ticks meanwhile.
+__global__ void clock_kernel(uint64_t ns) {
   const uint64_t t0 = global_timer_ns();
   const long long c0 = clock64();
   uint64_t t1 = t0;
   while (t1 - t0 < ns) t1 = global_timer_ns();
   const long long c1 = clock64();
-  out[0] = static_cast<unsigned long long>(c1 - c0);
-  out[1] = t1 - t0;
+  g_clock_window[0] = static_cast<unsigned long long>(c1 - c0);
+  g_clock_window[1] = t1 - t0;
 }
 
 }  // namespace
 
 double sm_clock_mhz(cudaStream_t stream) {
   constexpr uint64_t kWindowNs = 200000;  // long against the global timer's ~1 µs steps
-  unsigned long long* d = device_alloc<unsigned long long>(2);
-  clock_kernel<<<1, 1, 0, stream>>>(kWindowNs, d);
+  clock_kernel<<<1, 1, 0, stream>>>(kWindowNs);
   BENCH_LAUNCH_CHECK();
   unsigned long long h[2] = {0, 0};
-  BENCH_CUDA_CHECK(cudaMemcpyAsync(h, d, sizeof(h), cudaMemcpyDeviceToHost, stream));
+  BENCH_CUDA_CHECK(cudaMemcpyFromSymbolAsync(h, g_clock_window, sizeof(h), 0,
+                                             cudaMemcpyDeviceToHost, stream));
   BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
-  device_free(d);
   return h[1] > 0 ? 1e3 * static_cast<double>(h[0]) / static_cast<double>(h[1]) : 0.0;
 }
 
