@@ -63,7 +63,7 @@ double copy_gbs(cudaStream_t stream) {
 }
 
 // The burst and sustained GEMM rates, and the SM clock after each, into `out`.
-void gemm_tflops(cudaStream_t stream, Ceilings& out) {
+void measure_gemm(cudaStream_t stream, Ceilings& out) {
   const int64_t elems = static_cast<int64_t>(kGemmN) * kGemmN;
   void *a = nullptr, *b = nullptr, *c = nullptr;
   BENCH_CUDA_CHECK(cudaMalloc(&a, elems * 2));
@@ -104,7 +104,7 @@ void gemm_tflops(cudaStream_t stream, Ceilings& out) {
 Ceilings measure_ceilings(cudaStream_t stream) {
   Ceilings c;
   c.copy_gbs = copy_gbs(stream);
-  gemm_tflops(stream, c);
+  measure_gemm(stream, c);
   c.measured = true;
   return c;
 }
