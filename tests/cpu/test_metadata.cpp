@@ -72,8 +72,10 @@ int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int ro
   const int64_t total = prefix.back();
   const int64_t balanced = total > 0 ? (total + num_parts - 1) / num_parts : 1;
   int64_t slack = 2 * (1 + std::min(rows, 96) / 10);
-  if (rows <= 64) slack = std::max<int64_t>(slack, balanced / 32);
-  slack = std::min<int64_t>(std::min<int64_t>(slack, balanced), 31);
+  if (rows <= sched::kMemoryBoundRows) {
+    slack = std::max<int64_t>(slack, balanced / sched::kProportionalSlackDivisor);
+  }
+  slack = std::min<int64_t>(std::min<int64_t>(slack, balanced), sched::kMaxSplitSlack);
   for (int64_t w = balanced; w <= balanced + slack; ++w) {
     bool whole = true;
     for (size_t b = 0; b + 1 < prefix.size() && whole; ++b) {
