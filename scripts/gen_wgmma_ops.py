@@ -15,10 +15,8 @@ WRAPPERS = (
     # The narrow kernel computes the transposed products, tokens and channels along M:
     ("ss", 16, 0, 0, "S^T = K Q^T step for 16 query rows: D[64x16] (+)= A[64x16] (K) * B[16x16] "
                      "(Q^T), both K-major."),
-    ("ss", 32, 0, 0, "S^T = K Q^T step for 32 query rows, as above."),
     ("ss", 16, 1, 0, "O^T += V^T P^T step for 16 query rows: D[64x16] (+)= A[64x16] (V^T: "
                      "MN-major, transposed) * B[16x16] (P^T, K-major)."),
-    ("ss", 32, 1, 0, "O^T += V^T P^T step for 32 query rows, as above."),
 )
 DTYPES = (("__nv_bfloat16", "bf16"), ("__half", "f16"))
 

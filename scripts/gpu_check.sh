@@ -99,7 +99,7 @@ if want test; then
   line=$(grep -E 'tests passed|tests failed' "$LOG/ctest.log" | tail -n1)
   if [[ $rc -eq 0 ]]; then record ctest ok "$line"; else show_tail "$LOG/ctest.log" 40; record ctest FAILED "${line:-rc $rc}"; fi
   # The whole GPU grid once more per kernel: FLASH_MLA_KERNEL makes kAuto mean that kernel;
-  # hopper-wide keeps the wide Hopper kernel for M <= 32 too (FLASH_MLA_HOPPER_NARROW=0).
+  # hopper-wide keeps the wide Hopper kernel for M <= 16 too (FLASH_MLA_HOPPER_NARROW=0).
   TEST_BIN=${GPU_TEST_BIN:-$(find "$BUILD/tests" -type f -executable -name '*gpu*' 2>/dev/null | sort | head -n1)}
   for kernel in portable hopper hopper-wide; do
     [[ -x ${TEST_BIN:-} && $(left) -gt 90 ]] || { record "gpu-tests-$kernel" FAILED "no binary or no time"; continue; }

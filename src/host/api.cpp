@@ -128,24 +128,22 @@ Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
   }
   plan->hopper = true;
   plan->row_groups = 0;
-  // At most 32 rows: the narrow kernel (query rows along the wgmma N, no padding to 64).
+  // At most 16 rows: the narrow kernel (query rows along the wgmma N, no padding to 64).
+  // From 17 rows the wide kernel, padding included, was the faster one on the H100 and the
+  // H200 (docs/perf-notes.md, "The wide kernel from 17 rows").
   // FLASH_MLA_HOPPER_NARROW=0 keeps the wide kernel, for comparison and its tests.
   const char* narrow_env = std::getenv("FLASH_MLA_HOPPER_NARROW");
   const bool narrow_on = narrow_env == nullptr || std::string(narrow_env) != "0";
-  plan->narrow_rows = !narrow_on ? 0 : rows_per_kv <= 16 ? 16 : rows_per_kv <= 32 ? 32 : 0;
-  if (plan->narrow_rows != 0) {
-    const size_t smem = plan->narrow_rows == 16 ? sm90::NarrowConfig<16>::kSmemBytes
-                                                : sm90::NarrowConfig<32>::kSmemBytes;
-    if (dev.smem_optin < smem) plan->narrow_rows = 0;
-  }
-  if (plan->narrow_rows != 0) {
-    plan->block_m = plan->narrow_rows;
+  using Narrow = sm90::NarrowConfig<sm90::kNarrowRows>;
+  if (narrow_on && rows_per_kv <= sm90::kNarrowRows && dev.smem_optin >= Narrow::kSmemBytes) {
+    plan->narrow_rows = sm90::kNarrowRows;
+    plan->block_m = sm90::kNarrowRows;
     plan->m_blocks = 1;
     plan->ctas_per_sm = 1;
-    plan->stages = plan->narrow_rows == 16 ? sm90::NarrowConfig<16>::kSlots
-                                           : sm90::NarrowConfig<32>::kSlots;
+    plan->stages = Narrow::kSlots;
     return Status();
   }
+  plan->narrow_rows = 0;
   plan->block_m = sm90::HopperConfig::kBlockM;
   plan->m_blocks = (rows_per_kv + plan->block_m - 1) / plan->block_m;
   plan->ctas_per_sm = 1;

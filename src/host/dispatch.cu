@@ -6,6 +6,7 @@
 #include "kernels/common/combine.h"
 #include "kernels/sm80/config.h"
 #include "kernels/sm80/launch.h"
+#include "kernels/sm90/config.h"
 #include "kernels/sm90/launch.h"
 
 namespace flash_mla {
@@ -53,13 +54,10 @@ cudaError_t launch_portable(DType dtype, const DecodeParams& params, const Kerne
 
 cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                           cudaStream_t stream) {
-  if (plan.narrow_rows == 16) {
-    return dtype == DType::kBF16 ? sm90::launch_hopper_narrow<__nv_bfloat16, 16>(params, stream)
-                                 : sm90::launch_hopper_narrow<__half, 16>(params, stream);
-  }
-  if (plan.narrow_rows == 32) {
-    return dtype == DType::kBF16 ? sm90::launch_hopper_narrow<__nv_bfloat16, 32>(params, stream)
-                                 : sm90::launch_hopper_narrow<__half, 32>(params, stream);
+  constexpr int kN = sm90::kNarrowRows;
+  if (plan.narrow_rows == kN) {
+    return dtype == DType::kBF16 ? sm90::launch_hopper_narrow<__nv_bfloat16, kN>(params, stream)
+                                 : sm90::launch_hopper_narrow<__half, kN>(params, stream);
   }
   return dtype == DType::kBF16
              ? sm90::launch_hopper_decode<__nv_bfloat16>(params, plan.m_blocks, stream)

@@ -58,7 +58,7 @@ Status current_device_info(DeviceInfo* info);
 // The chosen kernel's configuration for M query rows per KV head on a device.
 struct KernelPlan {
   bool hopper = false;  // the Hopper kernel; otherwise the portable one
-  int narrow_rows = 0;  // Hopper: the narrow kernel for at most 16 or 32 rows; 0: the wide one
+  int narrow_rows = 0;  // Hopper: the narrow kernel's rows (sm90::kNarrowRows); 0: the wide one
   int row_groups = 1;   // portable: 16 query rows each
   int block_m = 16;
   int m_blocks = 1;

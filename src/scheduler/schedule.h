@@ -38,7 +38,9 @@ namespace flash_mla::sched {
 inline constexpr int kPageBlock = 64;
 
 // The fixed cost of a sequence (of each piece of one) in blocks of work, by rows per KV head:
-// 5 where sm_90 runs the narrow kernel (M <= 32; FlashMLA's write-up uses 5 too), 6 above. A
+// 5 up to 32 rows (FlashMLA's write-up uses 5 too), 6 above. Since sm_90 runs the wide kernel
+// from 17 rows, 6 was tried at 17-32 rows too: 0.5-1.8% slower with variable lengths at b = 16
+// and 128, 9% at b = 4 (H200; docs/perf-notes.md, "The wide kernel from 17 rows"). A
 // per-segment trace of the wide kernel put a segment's fixed cost (Q wait, pipeline refill,
 // epilogue) at about 5.5 pages' time at 64 rows and 6-7 at 128. Against 12, the value until
 // 2026-11-21, 6 was 1-6% faster with variable lengths at b >= 16, level with equal lengths, and

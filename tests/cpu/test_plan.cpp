@@ -1,5 +1,5 @@
 // Which kernel and tiling plan_kernel picks for M query rows per KV head on a (synthetic) sm_90
-// device: the narrow Hopper kernel for M <= 32 (N = 16 or 32), the wide one above, the wide one
+// device: the narrow Hopper kernel for M <= 16 (N = 16), the wide one above, the wide one
 // for every M with FLASH_MLA_HOPPER_NARROW=0 or too little shared memory for the narrow one.
 // Host logic only; no GPU is touched on the Hopper paths.
 #include <gtest/gtest.h>
@@ -57,12 +57,12 @@ detail::KernelPlan plan(const detail::DeviceInfo& dev, int rows, KernelChoice ch
   return p;
 }
 
-TEST(PlanKernel, NarrowHopperKernelUpTo32Rows) {
+TEST(PlanKernel, NarrowHopperKernelUpTo16Rows) {
   const ScopedEnv narrow("FLASH_MLA_HOPPER_NARROW", nullptr);
   const detail::DeviceInfo dev = hopper_device();
   struct Expect { int rows, narrow_rows, block_m, m_blocks; };
-  for (Expect e : {Expect{1, 16, 16, 1}, Expect{16, 16, 16, 1}, Expect{17, 32, 32, 1},
-                   Expect{32, 32, 32, 1}, Expect{33, 0, 64, 1}, Expect{64, 0, 64, 1},
+  for (Expect e : {Expect{1, 16, 16, 1}, Expect{16, 16, 16, 1}, Expect{17, 0, 64, 1},
+                   Expect{32, 0, 64, 1}, Expect{33, 0, 64, 1}, Expect{64, 0, 64, 1},
                    Expect{65, 0, 64, 2}, Expect{256, 0, 64, 4}}) {
     SCOPED_TRACE("rows " + std::to_string(e.rows));
     const detail::KernelPlan p = plan(dev, e.rows, KernelChoice::kHopper);

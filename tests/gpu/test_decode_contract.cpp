@@ -66,7 +66,7 @@ TEST(DecodeContract, RunToRunBitwiseIdentical) {
 
 // Many pages per CTA (b = 32, L = 6144: the KV box rings wrap many times) and repeated runs:
 // a read of a shared-memory slot before its fill lands shows up here as a difference between
-// runs. 16 and 32 rows take the narrow Hopper kernel, 128 the wide one.
+// runs. 16 rows take the narrow Hopper kernel, 32 and 128 the wide one.
 TEST(DecodeContract, RunToRunBitwiseUnderLoad) {
   FLASH_MLA_SKIP_WITHOUT_GPU();
   for (int h_q : {16, 32, 128}) {

@@ -90,11 +90,15 @@ struct HopperConfig {
   static_assert(kSmemBytes <= 232448, "227 KiB: the sm_90 per-CTA shared-memory limit");
 };
 
-// The narrow kernel (v7) for at most 32 query rows per KV head: it computes the transposed
-// products S^T = K Q^T and O^T += V^T P^T, so the 64 rows of a wgmma are KV tokens and
-// channels and the query rows are its N (16 or 32): no padding to 64 query rows. Two consumer
+// The narrow kernel (v7) for at most kNarrowRows query rows per KV head: it computes the
+// transposed products S^T = K Q^T and O^T += V^T P^T, so the 64 rows of a wgmma are KV tokens
+// and channels and the query rows are its N: no padding to 64 query rows. Two consumer
 // warpgroups take alternate pages (one's softmax runs while the other's wgmmas do) and merge
-// at the segment's end; the KV boxes stream through a ring of 8 KiB slots.
+// at the segment's end; the KV boxes stream through a ring of 8 KiB slots. An N = 32 form
+// (17-32 rows, 22 slots) was slower than the wide kernel on the H100 and the H200 in every
+// measured case, and was removed (docs/perf-notes.md, "The wide kernel from 17 rows").
+inline constexpr int kNarrowRows = 16;
+
 template <int kRowsN>
 struct NarrowConfig {
   using Base = HopperConfig;
@@ -123,9 +127,9 @@ struct NarrowConfig {
   static constexpr int kMmaK = 16;
   static constexpr int kQkStepsPerBox = kSubTileCols / kMmaK;                 // 4
   static constexpr int kPvSteps = kBlockN / kMmaK;                            // 4
-  static constexpr int kSAccum = kBlockN * kRows / kWarpgroupThreads;         // 8 or 16
+  static constexpr int kSAccum = kBlockN * kRows / kWarpgroupThreads;         // 8
   static constexpr int kOTiles = kHeadDimV / 64;                              // 8 m64 tiles
-  static constexpr int kOAccum = kOTiles * kSAccum;                           // 64 or 128
+  static constexpr int kOAccum = kOTiles * kSAccum;                           // 64
   static constexpr int kColsPerThread = kRows / 4;  // query rows a thread's accumulators touch
 
   // Shared memory: Q tile (also the buffers through which the consumers swap halves of their
@@ -151,7 +155,7 @@ struct NarrowConfig {
       int(kQBytes / (kConsumers * kWarpgroupThreads * sizeof(float)));
   static constexpr int kMergeRounds = (kMergeFloats + kMergeChunk - 1) / kMergeChunk;
 
-  static_assert(kRows == 16 || kRows == 32, "wgmma N of the generated wrappers");
+  static_assert(kRows == kNarrowRows, "wgmma N of the generated wrappers");
   static_assert(kQSubTileBytes % kSwizzleAtomBytes == 0, "whole swizzle atoms per Q sub-tile");
   static_assert(kSlots >= 2 * kSubTiles, "a consumer's page and the other consumer's");
   static_assert(kOTiles % kConsumers == 0, "the consumers keep equal halves of O^T");

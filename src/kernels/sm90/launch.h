@@ -18,7 +18,7 @@ bool hopper_kernel_available();
 template <class Element>
 cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaStream_t stream);
 
-// The narrow kernel for at most kRows (16 or 32) query rows per KV head: grid
+// The narrow kernel for at most kRows (sm90::kNarrowRows) query rows per KV head: grid
 // (num_sm_parts, 1, h_kv).
 template <class Element, int kRows>
 cudaError_t launch_hopper_narrow(const DecodeParams& params, cudaStream_t stream);

@@ -1,11 +1,11 @@
-// Hopper narrow split-KV decode kernel (v7) for at most 32 query rows per KV head.
+// Hopper narrow split-KV decode kernel (v7) for at most 16 query rows per KV head.
 //
 // The wide kernel (decode_kernel.cuh) puts query rows along the wgmma M, which is 64: with 16
 // rows three quarters of its tensor work is padding, and on an H200 that work, not the memory,
 // set the pace. This kernel computes the transposed products
 //   S^T[64 tokens x N]    = K[64 x 576] · Q^T[576 x N]        (36 x wgmma m64nNk16)
 //   O^T[512 x N]         += V^T[512 x 64] · P^T[64 x N]        (8 channel tiles x 4 k-steps)
-// with N = 16 or 32 query rows, so no tensor work is padding beyond N.
+// with N = 16 query rows, so no tensor work is padding beyond N.
 //
 // Grid (num_sm_parts, 1, h_kv), 384 threads:
 //   consumers    two warpgroups; consumer c takes pages c, c + 2, ... of each segment with its
@@ -19,7 +19,7 @@
 //   producer     one thread TMA-loads each page as 9 boxes of 64 channels into a ring of 8 KiB
 //                slots, each slot with a `full` and an `empty` mbarrier. A slot is free again
 //                once its reader is done: the RoPE box after Q·Kᵀ, the value boxes after P·V.
-//                The ring holds 25 (N = 16) or 22 (N = 32) boxes.
+//                The ring holds 25 boxes.
 // Segments, workspace slots and the epilogue's meaning follow the other kernels (same combine).
 #pragma once
 
@@ -55,7 +55,7 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
 
   // S^T = K Q^T, box by box as the boxes land, as two accumulator chains (even and odd
   // k-steps): a wgmma that depends on the previous one's accumulator waits ~100 cycles for it,
-  // against 8 or 16 of tensor work at N = 16 / 32 (docs/perf-notes.md, v8).
+  // against 8 of tensor work at N = 16 (docs/perf-notes.md, v8).
   float sc[C::kSAccum], sc_odd[C::kSAccum];
 #pragma unroll
   for (int c = 0; c < C::kSubTiles; ++c) {

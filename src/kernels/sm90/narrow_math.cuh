@@ -30,21 +30,13 @@ __device__ __forceinline__ Element to_element(float x) {
 template <class Element, int kRows>
 __device__ __forceinline__ void wgmma_scores(float (&d)[NarrowConfig<kRows>::kSAccum],
                                              uint64_t da, uint64_t db, uint32_t accumulate) {
-  if constexpr (kRows == 16) {
-    ptx::wgmma_ss_m64n16k16(d, da, db, accumulate, Element{});
-  } else {
-    ptx::wgmma_ss_m64n32k16(d, da, db, accumulate, Element{});
-  }
+  ptx::wgmma_ss_m64n16k16(d, da, db, accumulate, Element{});
 }
 
 template <class Element, int kRows>
 __device__ __forceinline__ void wgmma_values(float (&d)[NarrowConfig<kRows>::kSAccum],
                                              uint64_t da, uint64_t db) {
-  if constexpr (kRows == 16) {
-    ptx::wgmma_ss_m64n16k16_ta(d, da, db, 1u, Element{});
-  } else {
-    ptx::wgmma_ss_m64n32k16_ta(d, da, db, 1u, Element{});
-  }
+  ptx::wgmma_ss_m64n16k16_ta(d, da, db, 1u, Element{});
 }
 
 // Accumulator coordinates (wgmma m64nN, warp w holds M rows [16w, 16w + 16)): entry

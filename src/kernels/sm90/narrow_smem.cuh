@@ -35,7 +35,7 @@ struct NarrowSmem {
     col_sum = col_max + C::kConsumers * C::kWarps * kRows;
     col_limit = reinterpret_cast<int*>(col_sum + C::kConsumers * C::kWarps * kRows);
     // col_limit's reservation is 2 kRows ints of which kRows are used (kStatBytes): a spare
-    // 64 or 128 bytes, kept because removing it moves the barriers (not re-measured yet).
+    // 64 bytes, kept because removing it moves the barriers (not re-measured yet).
     full = reinterpret_cast<uint64_t*>(col_limit + 2 * kRows);
     empty = full + C::kSlots;
     to0 = empty + C::kSlots;
