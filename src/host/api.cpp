@@ -128,9 +128,10 @@ Status plan_kernel(const DeviceInfo& dev, int rows_per_kv, KernelChoice kernel,
   }
   plan->hopper = true;
   plan->row_groups = 0;
-  // At most 16 rows: the narrow kernel (query rows along the wgmma N, no padding to 64).
-  // From 17 rows the wide kernel, padding included, was the faster one on the H100 and the
-  // H200 (docs/perf-notes.md, "The wide kernel from 17 rows").
+  // At most 16 rows: the narrow kernel (query rows along the wgmma N, no padding to 64); the
+  // wide one was 3-7% slower there with batches of 8 to 64 sequences. From 17 rows the wide
+  // kernel, padding included, was the faster one on the H100 and the H200 in every case
+  // measured (docs/perf-notes.md, "The wide kernel from 17 rows").
   // FLASH_MLA_HOPPER_NARROW=0 keeps the wide kernel, for comparison and its tests.
   const char* narrow_env = std::getenv("FLASH_MLA_HOPPER_NARROW");
   const bool narrow_on = narrow_env == nullptr || std::string(narrow_env) != "0";
