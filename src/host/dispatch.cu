@@ -64,11 +64,11 @@ cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelP
              : sm90::launch_hopper_decode<__half>(params, plan.m_blocks, stream);
 }
 
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, bool dependent,
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, int num_sms, bool dependent,
                            cudaStream_t stream) {
   return dtype == DType::kBF16
-             ? combine::launch_combine<__nv_bfloat16>(params, dependent, stream)
-             : combine::launch_combine<__half>(params, dependent, stream);
+             ? combine::launch_combine<__nv_bfloat16>(params, num_sms, dependent, stream)
+             : combine::launch_combine<__half>(params, num_sms, dependent, stream);
 }
 
 }  // namespace detail

@@ -80,7 +80,7 @@ void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int nu
 cudaError_t launch_portable(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                             cudaStream_t stream);
 // `dependent`: a programmatic dependent launch after a Hopper split kernel.
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, bool dependent,
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, int num_sms, bool dependent,
                            cudaStream_t stream);
 cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                           cudaStream_t stream);

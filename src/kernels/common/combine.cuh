@@ -8,11 +8,18 @@
 // sequence.
 //
 // How (Shape): a warp covers kColsPerWarp columns of one row for every kSlotGroups-th slot; the
-// kSlotGroups warps of a row sum their partials in group order. Two shapes, chosen on the host:
-//   RowsShape   4 rows per CTA, a warp per row over all 512 columns, slots walked in order:
-//               many sequences, each in a few pieces (the common case);
-//   SlotsShape  1 row and 128 columns per CTA, 8 slot groups: few sequences, each in many
-//               pieces (a single long sequence), where the slots must be read in parallel.
+// kSlotGroups warps of a row sum their partials in group order. Three shapes, chosen on the host
+// (choose_shape):
+//   RowsShape      4 rows per CTA, a warp per row over all 512 columns, slots walked in order:
+//                  many sequences, each in a few pieces (the common case);
+//   SlotsShape     1 row and 128 columns per CTA, 8 slot groups: few sequences, each in many
+//                  pieces (a single long sequence), where the slots must be read in parallel,
+//                  when its grid fits in one wave of CTAs;
+//   RowPairsShape  2 rows per CTA, 4 slot groups over all 512 columns: few sequences whose
+//                  SlotsShape grid would take several waves (many rows per KV head).
+// After reading its slots, a warp drops their lines from L2 (discard_l2_line): the partials are
+// scratch, and without that, those the KV stream evicted were written back to memory during the
+// next split kernel.
 // All reductions have a fixed order, so results are bitwise reproducible (no atomics decide a
 // value; the shared hit counter only orders independent sequences).
 #pragma once
@@ -21,6 +28,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/common/launch.h"
@@ -47,6 +55,7 @@ struct Shape {
 };
 using RowsShape = Shape<4, 1, 1>;
 using SlotsShape = Shape<1, 4, 8>;
+using RowPairsShape = Shape<2, 1, 4>;
 
 template <class Element>
 __device__ __forceinline__ void store4(Element* dst, float4 v) {
@@ -100,6 +109,9 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   const int g = blockIdx.z / S::kColChunks;
   const int col0 = (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 4;
   const bool row_valid = row < p.rows_per_kv;
+  // Partial rows are 2 KiB apart, so their lines are whole when the workspace is 128-byte aligned
+  // (the API asks only for 16).
+  const bool discard_partials = (reinterpret_cast<uintptr_t>(p.o_accum) & 127) == 0;
   const int i = row / p.heads_per_kv;
   const int h = g * p.heads_per_kv + row % p.heads_per_kv;
   auto out_at = [&](int b) {
@@ -175,6 +187,17 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
           }
         }
       }
+      // This warp alone read its columns of these slot rows, and nothing reads them again: drop
+      // the lines from L2 so that they are never written back to memory.
+      constexpr int kLinesPerRow = S::kColsPerWarp / 32;  // 128-byte lines
+      __syncwarp();  // every lane's loads are done before any lane's discard
+      if (row_valid && discard_partials && lane < kLinesPerRow) {
+        const float* line = p.o_accum + (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 32;
+#pragma unroll 1
+        for (int s = group; s < count; s += S::kSlotGroups) {
+          ptx::discard_l2_line(line + accum_row(s) * kHeadDimV);
+        }
+      }
       if constexpr (S::kSlotGroups > 1) {
 #pragma unroll
         for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
@@ -206,31 +229,63 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   }
 }
 
-// Few sequences, each split into many pieces: read the slots in parallel.
-inline bool use_slots_shape(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
+// Few sequences, each split into many pieces (at least about 4 each with equal lengths).
+inline bool few_sequences(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
+
+template <class Element, class S>
+cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cudaStream_t stream) {
+  const dim3 grid(columns, (p.rows_per_kv + S::kRowsPerCta - 1) / S::kRowsPerCta,
+                  p.num_heads_kv * S::kColChunks);
+  const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
+  auto* kernel = combine_kernel<Element, S>;
+  if (smem > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+  }
+  return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
+}
+
+// CTAs of the slots shape resident on one SM of the current device (queried once per device).
+template <class Element>
+cudaError_t slots_shape_residency(const DecodeParams& p, int* ctas) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices];
+  int device = 0;
+  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
+  const bool cacheable = device >= 0 && device < kMaxDevices;
+  if (cacheable && (*ctas = cached[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
+  const size_t smem = size_t(SlotsShape::kRowsPerCta) * p.num_slots * sizeof(float);
+  if (const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          ctas, combine_kernel<Element, SlotsShape>, SlotsShape::kThreads, smem);
+      err != cudaSuccess) {
+    return err;
+  }
+  if (cacheable) cached[device].store(*ctas, std::memory_order_relaxed);
+  return cudaSuccess;
+}
 
 // `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
-// completion is the trigger), so its launch overlaps the split kernel's end.
+// completion is the trigger), so its launch overlaps the split kernel's end. `num_sms`: the
+// device's SM count, for the slots shape's one-wave test.
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& p, bool dependent, cudaStream_t stream) {
-  auto launch = [&](auto shape, int columns) {
-    using S = decltype(shape);
-    const dim3 grid(columns, (p.rows_per_kv + S::kRowsPerCta - 1) / S::kRowsPerCta,
-                    p.num_heads_kv * S::kColChunks);
-    const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
-    auto* kernel = combine_kernel<Element, S>;
-    if (smem > 48 * 1024) {
-      const cudaError_t err = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-      if (err != cudaSuccess) return err;
-    }
-    return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
-  };
-  // Rows shape: a column per part, so no CTA merges two sequences one after the other (with
-  // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did). Slots shape
-  // (batch <= parts / 4): a column per sequence.
-  return use_slots_shape(p) ? launch(SlotsShape{}, p.batch)
-                            : launch(RowsShape{}, p.num_sm_parts);
+cudaError_t launch_combine(const DecodeParams& p, int num_sms, bool dependent, cudaStream_t stream) {
+  // Many sequences: a column per part, so no CTA merges two sequences one after the other (with
+  // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did).
+  if (!few_sequences(p)) return launch_shape<Element, RowsShape>(p, p.num_sm_parts, dependent, stream);
+  // Few sequences: a column per sequence. The slots shape reads a row's slots with the most
+  // warps, but takes a CTA per row and column chunk: beyond one wave of CTAs its later waves
+  // cost more than the parallel reads gain (b = 8, 128 rows: 4096 CTAs, 20% slower than
+  // RowPairsShape; perf-notes "The combine kernel for few sequences").
+  int resident = 0;
+  if (const cudaError_t err = slots_shape_residency<Element>(p, &resident); err != cudaSuccess) {
+    return err;
+  }
+  const int64_t slots_ctas = int64_t(p.batch) * p.rows_per_kv * p.num_heads_kv * SlotsShape::kColChunks;
+  if (slots_ctas <= int64_t(resident) * num_sms) {
+    return launch_shape<Element, SlotsShape>(p, p.batch, dependent, stream);
+  }
+  return launch_shape<Element, RowPairsShape>(p, p.batch, dependent, stream);
 }
 
 }  // namespace flash_mla::combine

@@ -8,6 +8,7 @@
 namespace flash_mla::combine {
 
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& params, bool dependent, cudaStream_t stream);
+cudaError_t launch_combine(const DecodeParams& params, int num_sms, bool dependent,
+                           cudaStream_t stream);
 
 }  // namespace flash_mla::combine

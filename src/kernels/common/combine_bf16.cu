@@ -3,6 +3,6 @@
 
 namespace flash_mla::combine {
 
-template cudaError_t launch_combine<__nv_bfloat16>(const DecodeParams&, bool, cudaStream_t);
+template cudaError_t launch_combine<__nv_bfloat16>(const DecodeParams&, int, bool, cudaStream_t);
 
 }  // namespace flash_mla::combine

@@ -3,6 +3,6 @@
 
 namespace flash_mla::combine {
 
-template cudaError_t launch_combine<__half>(const DecodeParams&, bool, cudaStream_t);
+template cudaError_t launch_combine<__half>(const DecodeParams&, int, bool, cudaStream_t);
 
 }  // namespace flash_mla::combine

@@ -41,6 +41,15 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 #endif
 }
 
+// Drops one 128-byte line from L2 without writing it back to memory (PTX ISA: "Data Movement
+// and Conversion Instructions: discard"; sm_80 and later). The line's contents become
+// indeterminate: for scratch that nothing reads again. `line` must be 128-byte aligned.
+__device__ __forceinline__ void discard_l2_line(const void* line) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("discard.global.L2 [%0], 128;\n" :: "l"(line) : "memory");
+#endif
+}
+
 // 16-byte global->shared copy that bypasses L1 (PTX ISA: "Data Movement and Conversion Instructions: cp.async"). src_bytes = 0 fills the
 // destination with zeros without reading the source: used for KV tokens past the sequence and
 // Q rows past M, so padding never brings NaN into the tile.
