@@ -9,7 +9,7 @@
 //
 // How (Shape): a warp covers kColsPerWarp columns of one row for every kSlotGroups-th slot; the
 // kSlotGroups warps of a row sum their partials in group order. Three shapes, chosen on the host
-// (choose_shape):
+// (launch_combine):
 //   RowsShape      4 rows per CTA, a warp per row over all 512 columns, slots walked in order:
 //                  many sequences, each in a few pieces (the common case);
 //   SlotsShape     1 row and 128 columns per CTA, 8 slot groups: few sequences, each in many
@@ -28,7 +28,6 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
-#include <atomic>
 #include <cstdint>
 
 #include "kernels/common/launch.h"
@@ -86,6 +85,20 @@ __device__ __forceinline__ float row_reduce(float v, float* scratch, int row_in_
       r = kMax ? fmaxf(r, x) : r + x;
     }
     return r;
+  }
+}
+
+// This warp alone read its columns of the slot rows of its group, and nothing reads them again:
+// drop their 128-byte lines from L2 so that they are never written back to memory.
+template <class S, class AccumRow>
+__device__ __forceinline__ void discard_slot_rows(const DecodeParams& p, int group, int count,
+                                                  int lane, AccumRow accum_row) {
+  constexpr int kLinesPerRow = S::kColsPerWarp / 32;  // 32 floats a line
+  if (lane >= kLinesPerRow) return;
+  const float* line = p.o_accum + (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 32;
+#pragma unroll 1
+  for (int s = group; s < count; s += S::kSlotGroups) {
+    ptx::discard_l2_line(line + accum_row(s) * kHeadDimV);
   }
 }
 
@@ -187,17 +200,8 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
           }
         }
       }
-      // This warp alone read its columns of these slot rows, and nothing reads them again: drop
-      // the lines from L2 so that they are never written back to memory.
-      constexpr int kLinesPerRow = S::kColsPerWarp / 32;  // 128-byte lines
       __syncwarp();  // every lane's loads are done before any lane's discard
-      if (row_valid && discard_partials && lane < kLinesPerRow) {
-        const float* line = p.o_accum + (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 32;
-#pragma unroll 1
-        for (int s = group; s < count; s += S::kSlotGroups) {
-          ptx::discard_l2_line(line + accum_row(s) * kHeadDimV);
-        }
-      }
+      if (row_valid && discard_partials) discard_slot_rows<S>(p, group, count, lane, accum_row);
       if constexpr (S::kSlotGroups > 1) {
 #pragma unroll
         for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
@@ -246,43 +250,33 @@ cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cud
   return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
 }
 
-// CTAs of the slots shape resident on one SM of the current device (queried once per device).
+// CTAs of the slots shape resident on one SM. Its registers bound that (42 a thread, 256
+// threads); its shared memory, 4.4 KiB plus 4 bytes per slot, does not, so none is asked for.
 template <class Element>
-cudaError_t slots_shape_residency(const DecodeParams& p, int* ctas) {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cached[kMaxDevices];
-  int device = 0;
-  if (const cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) return err;
-  const bool cacheable = device >= 0 && device < kMaxDevices;
-  if (cacheable && (*ctas = cached[device].load(std::memory_order_relaxed)) > 0) return cudaSuccess;
-  const size_t smem = size_t(SlotsShape::kRowsPerCta) * p.num_slots * sizeof(float);
-  if (const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          ctas, combine_kernel<Element, SlotsShape>, SlotsShape::kThreads, smem);
-      err != cudaSuccess) {
-    return err;
-  }
-  if (cacheable) cached[device].store(*ctas, std::memory_order_relaxed);
-  return cudaSuccess;
+cudaError_t slots_shape_occupancy(int* ctas_per_sm) {
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      ctas_per_sm, combine_kernel<Element, SlotsShape>, SlotsShape::kThreads, 0);
 }
 
 // `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
-// completion is the trigger), so its launch overlaps the split kernel's end. `num_sms`: the
-// device's SM count, for the slots shape's one-wave test.
+// completion is the trigger), so its launch overlaps the split kernel's end. `slots_wave`: CTAs
+// of the slots shape the device runs at once (SMs x slots_shape_occupancy).
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& p, int num_sms, bool dependent, cudaStream_t stream) {
+cudaError_t launch_combine(const DecodeParams& p, int slots_wave, bool dependent,
+                           cudaStream_t stream) {
   // Many sequences: a column per part, so no CTA merges two sequences one after the other (with
   // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did).
-  if (!few_sequences(p)) return launch_shape<Element, RowsShape>(p, p.num_sm_parts, dependent, stream);
+  if (!few_sequences(p)) {
+    return launch_shape<Element, RowsShape>(p, p.num_sm_parts, dependent, stream);
+  }
   // Few sequences: a column per sequence. The slots shape reads a row's slots with the most
   // warps, but takes a CTA per row and column chunk: beyond one wave of CTAs its later waves
-  // cost more than the parallel reads gain (b = 8, 128 rows: 4096 CTAs, 20% slower than
-  // RowPairsShape; perf-notes "The combine kernel for few sequences").
-  int resident = 0;
-  if (const cudaError_t err = slots_shape_residency<Element>(p, &resident); err != cudaSuccess) {
-    return err;
-  }
-  const int64_t slots_ctas = int64_t(p.batch) * p.rows_per_kv * p.num_heads_kv * SlotsShape::kColChunks;
-  if (slots_ctas <= int64_t(resident) * num_sms) {
+  // cost more than the parallel reads gain (b = 8, 128 rows: 4096 CTAs, 23% slower than
+  // RowPairsShape; perf-notes "The combine kernel: partials dropped from L2, and a shape for
+  // few sequences").
+  const int64_t slots_ctas =
+      int64_t(p.batch) * p.rows_per_kv * p.num_heads_kv * SlotsShape::kColChunks;
+  if (slots_ctas <= slots_wave) {
     return launch_shape<Element, SlotsShape>(p, p.batch, dependent, stream);
   }
   return launch_shape<Element, RowPairsShape>(p, p.batch, dependent, stream);
