@@ -62,6 +62,7 @@ struct Options {
   int verify_rows = 8;
   uint64_t seed = 2025;
   bool measure_ceilings = true;
+  int settle_ms = 1000;  // idle time after the ceilings, before the first case
   std::string json_path;
   std::string commit;
 };

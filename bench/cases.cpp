@@ -42,7 +42,8 @@ void usage(const char* argv0) {
       "  --seed N           seed of lengths, data and block tables (default 2025)\n"
       "  --json PATH        write the results as JSON\n"
       "  --commit STR       commit recorded in the JSON (default: configure-time git HEAD)\n"
-      "  --no-ceilings      skip the copy / GEMM ceilings (for sanitizer runs)\n",
+      "  --no-ceilings      skip the copy / GEMM ceilings (for sanitizer runs)\n"
+      "  --settle-ms N      idle time after the ceilings, for the SM clock to recover (default 1000)\n",
       argv0);
 }
 
@@ -200,10 +201,12 @@ Options parse_args(int argc, char** argv) {
       else if (arg == "--json") opt.json_path = value();
       else if (arg == "--commit") opt.commit = value();
       else if (arg == "--no-ceilings") opt.measure_ceilings = false;
+      else if (arg == "--settle-ms") opt.settle_ms = to_int(value(), arg);
       else throw std::invalid_argument("unknown argument '" + arg + "'");
     }
-    if (opt.reps < 1 || opt.warmup < 0 || opt.verify_rows < 1)
-      throw std::invalid_argument("--reps and --verify-rows must be >= 1, --warmup >= 0");
+    if (opt.reps < 1 || opt.warmup < 0 || opt.verify_rows < 1 || opt.settle_ms < 0)
+      throw std::invalid_argument(
+          "--reps and --verify-rows must be >= 1, --warmup and --settle-ms >= 0");
   } catch (const std::exception& e) {
     bad_arg(argv[0], e.what());
   }

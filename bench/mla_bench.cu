@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "bench_common.h"
@@ -272,6 +273,11 @@ int main(int argc, char** argv) {
               opt.commit.c_str(), static_cast<unsigned long long>(opt.seed), opt.reps, opt.warmup,
               opt.cases.size(), opt.kernels.size());
   const Ceilings ceilings = opt.measure_ceilings ? measure_ceilings(stream) : Ceilings{};
+  if (ceilings.measured && opt.settle_ms > 0) {
+    // The sustained GEMM leaves the GPU at its power cap and a low SM clock; without a pause the
+    // sweep's first case ran at it (docs/perf-notes.md, "The sweep's first case").
+    std::this_thread::sleep_for(std::chrono::milliseconds(opt.settle_ms));
+  }
   print_header(gpu_description(prop), ceilings);
   print_table_header();
 

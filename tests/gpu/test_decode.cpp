@@ -146,6 +146,12 @@ std::vector<DecodeCase> decode_cases() {
   list.add("one_long_among_short", one_long, 16, 1);
   list.add("b4096_short", random_lengths(4096, 0, 100, 4096), 16, 1);
   list.edit_last([](DecodeCase& c) { c.sampled_rows = 2000; });
+  // Many sequences, most of them split, some empty: the combine kernel's column per part, which
+  // the split kernels let start before they end. 16 rows take the narrow Hopper kernel, 64 the
+  // wide one.
+  for (int h_q : {16, 64}) {
+    list.add("b64_mixed_M" + std::to_string(h_q), random_lengths(64, 0, 4000, 64), h_q, 1);
+  }
 
   // Explicit part counts: any positive count must give the same results.
   for (int parts : {1, 7, 300}) {

@@ -66,13 +66,18 @@ TEST(DecodeContract, RunToRunBitwiseIdentical) {
 
 // Many pages per CTA (b = 32, L = 6144: the KV box rings wrap many times) and repeated runs:
 // a read of a shared-memory slot before its fill lands shows up here as a difference between
-// runs. 16 rows take the narrow Hopper kernel, 32 and 128 the wide one.
+// runs. 16 rows take the narrow Hopper kernel, 32 and 128 the wide one. Then b = 128 with
+// lengths 0 .. 8000: most sequences split, merged by a combine kernel that starts while the
+// split kernel ends.
 TEST(DecodeContract, RunToRunBitwiseUnderLoad) {
   FLASH_MLA_SKIP_WITHOUT_GPU();
-  for (int h_q : {16, 32, 128}) {
-    SCOPED_TRACE("h_q " + std::to_string(h_q));
+  constexpr int kHeads[] = {16, 32, 128};
+  for (int variant = 0; variant < 6; ++variant) {
+    const int h_q = kHeads[variant % 3];
+    const bool many = variant >= 3;
+    SCOPED_TRACE("h_q " + std::to_string(h_q) + (many ? ", b = 128 mixed" : ", b = 32"));
     DecodeShape shape;
-    shape.seqlens = std::vector<int32_t>(32, 6144);
+    shape.seqlens = many ? random_lengths(128, 0, 8000, 128) : std::vector<int32_t>(32, 6144);
     shape.num_heads_q = h_q;
     const HostInputs in = make_random_inputs(shape, 91);
     DeviceDecode d;
