@@ -16,7 +16,7 @@ namespace flash_mla {
 namespace detail {
 
 cudaError_t portable_occupancy(int row_groups, int stages, int* ctas_per_sm);  // dispatch.cu
-cudaError_t combine_slots_occupancy(int* ctas_per_sm);                         // dispatch.cu
+cudaError_t combine_adaptive_occupancy(int* ctas_per_sm);                      // dispatch.cu
 
 namespace {
 
@@ -96,12 +96,12 @@ Status current_device_info(DeviceInfo* info) {
         cached.stages[r] = stages;
       }
       int ctas = 0;
-      err = combine_slots_occupancy(&ctas);
+      err = combine_adaptive_occupancy(&ctas);
       if (err != cudaSuccess) {
         cudaGetLastError();
         return cuda_failure("occupancy query of the combine kernel", err);
       }
-      d.combine_slots_wave = ctas * d.num_sms;
+      d.combine_adaptive_wave = ctas * d.num_sms;
     }
     cached.info = d;
     cached.ready = true;
@@ -373,7 +373,8 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   }
   // After a Hopper split kernel the combine kernel is its programmatic dependent: its launch
   // overlaps the split kernel's end (both kernels order their reads with griddepcontrol).
-  if (cudaError_t err = detail::launch_combine(pr.dtype, p, dev.combine_slots_wave, plan.hopper, stream);
+  if (cudaError_t err = detail::launch_combine(pr.dtype, p, dev.combine_adaptive_wave, plan.hopper,
+                                                 stream);
       err != cudaSuccess) {
     return detail::cuda_failure("combine kernel launch", err);
   }

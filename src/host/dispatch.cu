@@ -64,16 +64,16 @@ cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelP
              : sm90::launch_hopper_decode<__half>(params, plan.m_blocks, stream);
 }
 
-cudaError_t combine_slots_occupancy(int* ctas_per_sm) {
+cudaError_t combine_adaptive_occupancy(int* ctas_per_sm) {
   // Occupancy does not depend on the dtype: same registers and shared memory.
-  return combine::slots_shape_occupancy<__nv_bfloat16>(ctas_per_sm);
+  return combine::adaptive_occupancy<__nv_bfloat16>(ctas_per_sm);
 }
 
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, int slots_wave, bool dependent,
-                           cudaStream_t stream) {
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, int adaptive_wave,
+                           bool dependent, cudaStream_t stream) {
   return dtype == DType::kBF16
-             ? combine::launch_combine<__nv_bfloat16>(params, slots_wave, dependent, stream)
-             : combine::launch_combine<__half>(params, slots_wave, dependent, stream);
+             ? combine::launch_combine<__nv_bfloat16>(params, adaptive_wave, dependent, stream)
+             : combine::launch_combine<__half>(params, adaptive_wave, dependent, stream);
 }
 
 }  // namespace detail

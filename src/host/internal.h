@@ -52,7 +52,7 @@ struct DeviceInfo {
   int num_sms = 0;
   size_t smem_optin = 0;  // largest dynamic shared memory one CTA may opt into
   bool hopper = false;    // sm_90 with the Hopper kernel's sm_90a code in this build
-  int combine_slots_wave = 0;  // CTAs of the combine kernel's slots shape resident at once
+  int combine_adaptive_wave = 0;  // CTAs of the combine kernel for few sequences resident at once
 };
 Status current_device_info(DeviceInfo* info);
 
@@ -80,10 +80,10 @@ void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int nu
 // Kernel launches (dispatch.cu).
 cudaError_t launch_portable(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                             cudaStream_t stream);
-// `dependent`: a programmatic dependent launch after a Hopper split kernel; `slots_wave`:
-// DeviceInfo::combine_slots_wave.
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, int slots_wave, bool dependent,
-                           cudaStream_t stream);
+// `dependent`: a programmatic dependent launch after a Hopper split kernel; `adaptive_wave`:
+// DeviceInfo::combine_adaptive_wave.
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, int adaptive_wave,
+                           bool dependent, cudaStream_t stream);
 cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                           cudaStream_t stream);
 

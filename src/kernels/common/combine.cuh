@@ -1,35 +1,38 @@
-// Combine kernel: merges the fp32 partials of split sequences into out/lse, and writes the rows
+// Combine kernels: merge the fp32 partials of split sequences into out/lse, and write the rows
 // of empty sequences (which no part visits): out = 0, lse = +inf.
 //
-// Which sequences: a split sequence's last piece is the first segment of exactly one part, whose
-// record names it (sched::Field::kCombineBatch). CTA column x of the grid scans the records of
-// parts x, x + gridDim.x, ... in parallel and merges what they name. The rows shape has a column
-// per part (at most one merge per CTA); the slots shape, for batch <= parts / 4, one per
-// sequence.
+// Which sequences, many of them (4 b > parts): a split sequence's last piece is the first
+// segment of exactly one part, whose record names it (sched::Field::kCombineBatch). CTA column x
+// of combine_kernel scans the records of parts x, x + gridDim.x, ... and merges what they name:
+// RowsShape, a column per part, so at most one merge per CTA.
+// Few sequences (4 b <= parts): combine_adaptive_kernel, a grid of at most one wave over a work
+// list that every CTA derives from num_splits, with a shape chosen per sequence by its number of
+// pieces (below; launch_combine sizes the grid).
 //
 // How (Shape): a warp covers kColsPerWarp columns of one row for every kSlotGroups-th slot; the
-// kSlotGroups warps of a row sum their partials in group order. Three shapes, chosen on the host
-// (launch_combine):
-//   RowsShape      4 rows per CTA, a warp per row over all 512 columns, slots walked in order:
-//                  many sequences, each in a few pieces (the common case);
-//   SlotsShape     1 row and 128 columns per CTA, 8 slot groups: few sequences, each in many
-//                  pieces (a single long sequence), where the slots must be read in parallel,
-//                  when its grid fits in one wave of CTAs;
-//   RowPairsShape  2 rows per CTA, 4 slot groups over all 512 columns: few sequences whose
-//                  SlotsShape grid would take several waves (many rows per KV head).
+// kSlotGroups warps of a row sum their partials in group order (merge_rows).
+//   RowsShape          4 rows per CTA, a warp per row over all 512 columns, slots in order;
+//   AdaptiveRowsShape  the same with 8 rows (a sequence in at most kSerialSlots pieces);
+//   SlotsShape         1 row and 128 columns per CTA, 8 slot groups: a sequence in more pieces,
+//                      whose slots must be read in parallel, when the whole list fits the grid;
+//   RowPairsShape      2 rows per CTA, 4 slot groups over all 512 columns: more pieces, when
+//                      the slots shape's items would not fit the grid.
 // After reading its slots, a warp drops their lines from L2 (discard_l2_line): the partials are
 // scratch, and without that, those the KV stream evicted were written back to memory during the
 // next split kernel.
 // All reductions have a fixed order, so results are bitwise reproducible (no atomics decide a
-// value; the shared hit counter only orders independent sequences).
+// value; the shared hit counter only orders independent sequences, and which CTA merges an
+// item of the adaptive kernel's list does not change its result).
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/combine.h"
 #include "kernels/common/launch.h"
 #include "kernels/common/ptx.h"
 #include "kernels/common/segments.h"
@@ -92,20 +95,128 @@ __device__ __forceinline__ float row_reduce(float v, float* scratch, int row_in_
 // drop their 128-byte lines from L2 so that they are never written back to memory.
 template <class S, class AccumRow>
 __device__ __forceinline__ void discard_slot_rows(const DecodeParams& p, int group, int count,
-                                                  int lane, AccumRow accum_row) {
+                                                  int chunk, int lane, AccumRow accum_row) {
   constexpr int kLinesPerRow = S::kColsPerWarp / 32;  // 32 floats a line
   if (lane >= kLinesPerRow) return;
-  const float* line = p.o_accum + (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 32;
+  const float* line = p.o_accum + chunk * S::kColsPerWarp + lane * 32;
 #pragma unroll 1
   for (int s = group; s < count; s += S::kSlotGroups) {
     ptx::discard_l2_line(line + accum_row(s) * kHeadDimV);
   }
 }
 
+// Writes this lane's columns of fused row `row` (KV head g, column chunk `chunk`) of sequence b:
+// out from `acc`, and lse from the chunk-0 warp's lane 0.
+template <class Element, class S>
+__device__ __forceinline__ void write_row(const DecodeParams& p, int b, int g, int row, int chunk,
+                                          int lane, const float4 (&acc)[S::kVecsPerLane],
+                                          float lse) {
+  const int i = row / p.heads_per_kv;
+  const int h = g * p.heads_per_kv + row % p.heads_per_kv;
+  Element* out = static_cast<Element*>(p.out) + b * p.out_batch_stride + i * p.out_seq_stride +
+                 h * p.out_head_stride + chunk * S::kColsPerWarp + lane * 4;
+#pragma unroll
+  for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out + v * 128, acc[v]);
+  if (lane == 0 && chunk == 0) {
+    p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = lse;
+  }
+}
+
+// A row with no valid key: out = 0, lse = +inf.
+template <class Element, class S>
+__device__ __forceinline__ void write_empty_row(const DecodeParams& p, int b, int g, int row,
+                                                int chunk, int lane) {
+  float4 zero[S::kVecsPerLane];
+#pragma unroll
+  for (int v = 0; v < S::kVecsPerLane; ++v) zero[v] = make_float4(0.f, 0.f, 0.f, 0.f);
+  write_row<Element, S>(p, b, g, row, chunk, lane, zero, INFINITY);
+}
+
+// Merges the slots first .. first + count - 1 of sequence b into out/lse for the CTA's rows
+// row_base .. row_base + kRowsPerCta - 1 of KV head g, column chunk `chunk`. Every thread of the
+// CTA calls it (barriers inside); `weights` holds kRowsPerCta x num_slots floats.
+template <class Element, class S>
+__device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int first, int count,
+                                           int row_base, int g, int chunk, float* weights) {
+  __shared__ float scratch[S::kRowsPerCta * S::kSlotGroups];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int row_in_cta = warp / S::kSlotGroups;
+  const int group = warp % S::kSlotGroups;
+  const int row = row_base + row_in_cta;
+  const bool row_valid = row < p.rows_per_kv;
+  // Partial rows are 2 KiB apart, so their lines are whole when the workspace is 128-byte aligned
+  // (the API asks only for 16).
+  const bool discard_partials = (reinterpret_cast<uintptr_t>(p.o_accum) & 127) == 0;
+  auto accum_row = [&](int s) { return workspace_row(p, first + s, g, row); };
+  float* w_row = weights + row_in_cta * p.num_slots;
+  const int t_row = group * 32 + lane;  // thread index within the row's warps
+  constexpr int kRowThreads = 32 * S::kSlotGroups;
+
+  float local_max = -INFINITY;
+  if (row_valid) {
+    for (int s = t_row; s < count; s += kRowThreads) local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
+  }
+  const float lse_max = row_reduce<S, true>(local_max, scratch, row_in_cta, group);
+  float local_sum = 0.f;
+  if (row_valid && lse_max != -INFINITY) {
+    for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
+  }
+  const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
+  if (row_valid && lse_max != -INFINITY) {
+    for (int s = t_row; s < count; s += kRowThreads) w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
+  }
+  __syncthreads();
+
+  float4 acc[S::kVecsPerLane];
+#pragma unroll
+  for (int v = 0; v < S::kVecsPerLane; ++v) acc[v] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (row_valid && lse_max != -INFINITY) {
+    const float* src = p.o_accum + chunk * S::kColsPerWarp + lane * 4;
+#pragma unroll 2
+    for (int s = group; s < count; s += S::kSlotGroups) {
+      const float w = w_row[s];
+      const float* slot = src + accum_row(s) * kHeadDimV;
+#pragma unroll
+      for (int v = 0; v < S::kVecsPerLane; ++v) {
+        const float4 x = *reinterpret_cast<const float4*>(slot + v * 128);
+        acc[v].x += w * x.x; acc[v].y += w * x.y; acc[v].z += w * x.z; acc[v].w += w * x.w;
+      }
+    }
+  }
+  __syncwarp();  // every lane's loads are done before any lane's discard
+  if (row_valid && discard_partials) discard_slot_rows<S>(p, group, count, chunk, lane, accum_row);
+  if constexpr (S::kSlotGroups > 1) {
+    __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
+#pragma unroll
+    for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
+    __syncthreads();
+    if (group == 0) {
+#pragma unroll
+      for (int v = 0; v < S::kVecsPerLane; ++v) {
+        acc[v] = group_sums[row_in_cta][0][lane][v];
+#pragma unroll
+        for (int k = 1; k < S::kSlotGroups; ++k) {
+          const float4 x = group_sums[row_in_cta][k][lane][v];
+          acc[v].x += x.x; acc[v].y += x.y; acc[v].z += x.z; acc[v].w += x.w;
+        }
+      }
+    }
+  }
+  if (row_valid && group == 0) {
+    if (lse_max == -INFINITY) {  // no valid key in any piece
+      write_empty_row<Element, S>(p, b, g, row, chunk, lane);
+    } else {
+      write_row<Element, S>(p, b, g, row, chunk, lane, acc, lse);
+    }
+  }
+  __syncthreads();  // weights and group sums are reused by the next merge
+}
+
+// Many sequences: CTA column x scans the records of parts x, x + gridDim.x, ... and merges the
+// sequences they name, for its rows (blockIdx.y) and column chunk and KV head (blockIdx.z).
 template <class Element, class S>
 __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
-  __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
-  __shared__ float scratch[S::kRowsPerCta * S::kSlotGroups];
   __shared__ int hits[S::kMaxHits];
   __shared__ int num_hits;
   extern __shared__ float weights[];  // [kRowsPerCta][num_slots]
@@ -116,34 +227,15 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   ptx::griddep_launch_dependents();
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const int row_in_cta = warp / S::kSlotGroups;
-  const int group = warp % S::kSlotGroups;
-  const int row = blockIdx.y * S::kRowsPerCta + row_in_cta;
+  const int row_base = blockIdx.y * S::kRowsPerCta;
+  const int row = row_base + warp / S::kSlotGroups;
   const int g = blockIdx.z / S::kColChunks;
-  const int col0 = (blockIdx.z % S::kColChunks) * S::kColsPerWarp + lane * 4;
-  const bool row_valid = row < p.rows_per_kv;
-  // Partial rows are 2 KiB apart, so their lines are whole when the workspace is 128-byte aligned
-  // (the API asks only for 16).
-  const bool discard_partials = (reinterpret_cast<uintptr_t>(p.o_accum) & 127) == 0;
-  const int i = row / p.heads_per_kv;
-  const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-  auto out_at = [&](int b) {
-    return static_cast<Element*>(p.out) + b * p.out_batch_stride + i * p.out_seq_stride +
-           h * p.out_head_stride + col0;
-  };
-  auto lse_at = [&](int b) {
-    return p.lse + b * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride;
-  };
-  auto write_empty_row = [&](int b) {
-#pragma unroll
-    for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out_at(b) + v * 128, make_float4(0.f, 0.f, 0.f, 0.f));
-    if (lane == 0 && blockIdx.z % S::kColChunks == 0) *lse_at(b) = INFINITY;
-  };
+  const int chunk = blockIdx.z % S::kColChunks;
 
   // Empty sequences of this CTA column, one warp each (slot group 0 of each row).
-  if (row_valid && group == 0) {
+  if (row < p.rows_per_kv && warp % S::kSlotGroups == 0) {
     for (int b = blockIdx.x; b < p.batch; b += gridDim.x) {
-      if (p.cache_seqlens[b] <= 0) write_empty_row(b);
+      if (p.cache_seqlens[b] <= 0) write_empty_row<Element, S>(p, b, g, row, chunk, lane);
     }
   }
 
@@ -164,77 +256,138 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
       const int first = p.num_splits[b];
       const int count = p.num_splits[b + 1] - first;
       if (count <= 0 || first + count > p.num_slots) continue;  // inconsistent metadata
-      auto accum_row = [&](int s) { return workspace_row(p, first + s, g, row); };
-      float* w_row = weights + row_in_cta * p.num_slots;
-      const int t_row = group * 32 + lane;  // thread index within the row's warps
-      constexpr int kRowThreads = 32 * S::kSlotGroups;
-
-      float local_max = -INFINITY;
-      if (row_valid) {
-        for (int s = t_row; s < count; s += kRowThreads) local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
-      }
-      const float lse_max = row_reduce<S, true>(local_max, scratch, row_in_cta, group);
-      float local_sum = 0.f;
-      if (row_valid && lse_max != -INFINITY) {
-        for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
-      }
-      const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
-      if (row_valid && lse_max != -INFINITY) {
-        for (int s = t_row; s < count; s += kRowThreads) w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
-      }
-      __syncthreads();
-
-      float4 acc[S::kVecsPerLane];
-#pragma unroll
-      for (int v = 0; v < S::kVecsPerLane; ++v) acc[v] = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (row_valid && lse_max != -INFINITY) {
-        const float* src = p.o_accum + col0;
-#pragma unroll 2
-        for (int s = group; s < count; s += S::kSlotGroups) {
-          const float w = w_row[s];
-          const float* slot = src + accum_row(s) * kHeadDimV;
-#pragma unroll
-          for (int v = 0; v < S::kVecsPerLane; ++v) {
-            const float4 x = *reinterpret_cast<const float4*>(slot + v * 128);
-            acc[v].x += w * x.x; acc[v].y += w * x.y; acc[v].z += w * x.z; acc[v].w += w * x.w;
-          }
-        }
-      }
-      __syncwarp();  // every lane's loads are done before any lane's discard
-      if (row_valid && discard_partials) discard_slot_rows<S>(p, group, count, lane, accum_row);
-      if constexpr (S::kSlotGroups > 1) {
-#pragma unroll
-        for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
-        __syncthreads();
-        if (group == 0) {
-#pragma unroll
-          for (int v = 0; v < S::kVecsPerLane; ++v) {
-            acc[v] = group_sums[row_in_cta][0][lane][v];
-#pragma unroll
-            for (int k = 1; k < S::kSlotGroups; ++k) {
-              const float4 x = group_sums[row_in_cta][k][lane][v];
-              acc[v].x += x.x; acc[v].y += x.y; acc[v].z += x.z; acc[v].w += x.w;
-            }
-          }
-        }
-      }
-      if (row_valid && group == 0) {
-        if (lse_max == -INFINITY) {  // no valid key in any piece
-          write_empty_row(b);
-        } else {
-#pragma unroll
-          for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out_at(b) + v * 128, acc[v]);
-          if (lane == 0 && blockIdx.z % S::kColChunks == 0) *lse_at(b) = lse;
-        }
-      }
-      __syncthreads();  // weights and group sums are reused by the next hit
+      merge_rows<Element, S>(p, b, first, count, row_base, g, chunk, weights);
     }
     __syncthreads();  // every thread has read num_hits before thread 0 resets it
   }
 }
 
+// Few sequences: a one-wave grid walks a work list that every CTA derives from num_splits. A
+// sequence in at most kSerialSlots pieces is merged 8 rows a CTA, a warp per row reading the
+// slots in order (AdaptiveRowsShape). One in more pieces needs its slots read in parallel: one
+// row and 128 columns a CTA, 8 slot groups (SlotsShape), when the whole list then fits in the
+// grid; otherwise 2 rows a CTA, 4 slot groups (RowPairsShape). Items are dealt out round-robin;
+// which CTA merges an item does not change its result.
+inline constexpr int kSerialSlots = 8;
+using AdaptiveRowsShape = Shape<8, 1, 1>;
+inline constexpr int kAdaptiveThreads = 256;
+static_assert(AdaptiveRowsShape::kThreads == kAdaptiveThreads &&
+                  SlotsShape::kThreads == kAdaptiveThreads &&
+                  RowPairsShape::kThreads == kAdaptiveThreads,
+              "the adaptive kernel runs every shape with the same CTA");
+
+// Work items of one sequence of `count` pieces (0: not split) for each KV head.
+__device__ __forceinline__ int64_t items_per_head(const DecodeParams& p, int count, bool slots) {
+  if (count <= 0) return 0;
+  const int m = p.rows_per_kv;
+  if (count <= kSerialSlots) return (m + AdaptiveRowsShape::kRowsPerCta - 1) / AdaptiveRowsShape::kRowsPerCta;
+  return slots ? int64_t(m) * SlotsShape::kColChunks : (m + RowPairsShape::kRowsPerCta - 1) / RowPairsShape::kRowsPerCta;
+}
+
+// Dynamic shared memory: int64 item_end[batch], int first[batch], int count[batch], then the
+// weights (AdaptiveRowsShape::kRowsPerCta x num_slots floats).
+inline size_t adaptive_smem_bytes(const DecodeParams& p) {
+  return size_t(p.batch) * (sizeof(int64_t) + 2 * sizeof(int)) +
+         size_t(AdaptiveRowsShape::kRowsPerCta) * p.num_slots * sizeof(float);
+}
+
+template <class Element>
+__global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
+  extern __shared__ int64_t adaptive_smem[];
+  __shared__ unsigned long long slots_total;
+  __shared__ bool slots_fit;
+  int64_t* item_end = adaptive_smem;  // inclusive prefix of items over sequences
+  int* seq_first = reinterpret_cast<int*>(item_end + p.batch);
+  int* seq_count = seq_first + p.batch;
+  float* weights = reinterpret_cast<float*>(seq_count + p.batch);
+
+  // Launched as a dependent of the split kernel: nothing of its output is read before this.
+  ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int heads_kv = p.num_heads_kv;
+
+  // Each sequence's slots; the items if every many-piece sequence took the slots shape.
+  if (threadIdx.x == 0) slots_total = 0;
+  __syncthreads();
+  unsigned long long mine = 0;
+  for (int b = threadIdx.x; b < p.batch; b += kAdaptiveThreads) {
+    const int first = p.num_splits[b];
+    int count = p.num_splits[b + 1] - first;
+    if (count <= 0 || first < 0 || first + count > p.num_slots) count = 0;  // inconsistent: skip
+    seq_first[b] = first;
+    seq_count[b] = count;
+    mine += items_per_head(p, count, true) * heads_kv;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) mine += __shfl_xor_sync(0xffffffffu, mine, o);
+  if (lane == 0 && mine != 0) atomicAdd(&slots_total, mine);  // one add a warp, not a thread
+  __syncthreads();
+  if (threadIdx.x == 0) slots_fit = slots_total <= gridDim.x;
+  __syncthreads();
+  const bool slots = slots_fit;
+  // Inclusive prefix of the items, one warp, 32 sequences a step.
+  if (warp == 0) {
+    int64_t carry = 0;
+    for (int base = 0; base < p.batch; base += 32) {
+      const int b = base + lane;
+      int64_t v = b < p.batch ? items_per_head(p, seq_count[b], slots) * heads_kv : 0;
+#pragma unroll
+      for (int o = 1; o < 32; o *= 2) {
+        const int64_t up = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += up;
+      }
+      if (b < p.batch) item_end[b] = carry + v;
+      carry += __shfl_sync(0xffffffffu, v, 31);
+    }
+  }
+  __syncthreads();
+
+  const int64_t total = p.batch > 0 ? item_end[p.batch - 1] : 0;
+  for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
+    int lo = 0, hi = p.batch - 1;  // the first sequence whose items end past `item`
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (item_end[mid] > item) hi = mid; else lo = mid + 1;
+    }
+    const int b = lo;
+    const int count = seq_count[b];
+    const int64_t j = item - (b > 0 ? item_end[b - 1] : 0);
+    const int64_t per_head = items_per_head(p, count, slots);
+    const int g = static_cast<int>(j / per_head);
+    const int k = static_cast<int>(j % per_head);
+    if (count <= kSerialSlots) {
+      merge_rows<Element, AdaptiveRowsShape>(p, b, seq_first[b], count,
+                                             k * AdaptiveRowsShape::kRowsPerCta, g, 0, weights);
+    } else if (slots) {
+      merge_rows<Element, SlotsShape>(p, b, seq_first[b], count, k / SlotsShape::kColChunks, g,
+                                      k % SlotsShape::kColChunks, weights);
+    } else {
+      merge_rows<Element, RowPairsShape>(p, b, seq_first[b], count,
+                                         k * RowPairsShape::kRowsPerCta, g, 0, weights);
+    }
+  }
+
+  // Empty sequences (no part visits them): all rows of sequence b by CTA b % gridDim.x, a warp
+  // a row, after the merges so that their length loads do not delay one.
+  for (int b = blockIdx.x; b < p.batch; b += gridDim.x) {
+    if (p.cache_seqlens[b] > 0) continue;
+    for (int r = warp; r < p.rows_per_kv * heads_kv; r += kAdaptiveThreads / 32) {
+      write_empty_row<Element, AdaptiveRowsShape>(p, b, r / p.rows_per_kv, r % p.rows_per_kv, 0, lane);
+    }
+  }
+}
+
 // Few sequences, each split into many pieces (at least about 4 each with equal lengths).
 inline bool few_sequences(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
+
+template <class Kernel>
+cudaError_t allow_dynamic_smem(Kernel* kernel, size_t smem) {
+  if (smem <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(smem));
+}
 
 template <class Element, class S>
 cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cudaStream_t stream) {
@@ -242,44 +395,45 @@ cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cud
                   p.num_heads_kv * S::kColChunks);
   const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
   auto* kernel = combine_kernel<Element, S>;
-  if (smem > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (err != cudaSuccess) return err;
-  }
+  if (cudaError_t err = allow_dynamic_smem(kernel, smem); err != cudaSuccess) return err;
   return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
 }
 
-// CTAs of the slots shape resident on one SM. Its registers bound that (42 a thread, 256
-// threads); its shared memory, 4.4 KiB plus 4 bytes per slot, does not, so none is asked for.
+// CTAs of the adaptive kernel resident on one SM. Its registers bound that (64 a thread, 256
+// threads); its shared memory, 21 KiB plus 16 bytes per sequence and 32 per slot, does not for
+// the batches that take it, so none is asked for.
 template <class Element>
-cudaError_t slots_shape_occupancy(int* ctas_per_sm) {
+cudaError_t adaptive_occupancy(int* ctas_per_sm) {
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      ctas_per_sm, combine_kernel<Element, SlotsShape>, SlotsShape::kThreads, 0);
+      ctas_per_sm, combine_adaptive_kernel<Element>, kAdaptiveThreads, 0);
 }
 
 // `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
-// completion is the trigger), so its launch overlaps the split kernel's end. `slots_wave`: CTAs
-// of the slots shape the device runs at once (SMs x slots_shape_occupancy).
+// completion is the trigger), so its launch overlaps the split kernel's end. `adaptive_wave`:
+// CTAs of the adaptive kernel the device runs at once (SMs x adaptive_occupancy).
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& p, int slots_wave, bool dependent,
+cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, bool dependent,
                            cudaStream_t stream) {
   // Many sequences: a column per part, so no CTA merges two sequences one after the other (with
   // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did).
   if (!few_sequences(p)) {
     return launch_shape<Element, RowsShape>(p, p.num_sm_parts, dependent, stream);
   }
-  // Few sequences: a column per sequence. The slots shape reads a row's slots with the most
-  // warps, but takes a CTA per row and column chunk: beyond one wave of CTAs its later waves
-  // cost more than the parallel reads gain (b = 8, 128 rows: 4096 CTAs, 23% slower than
-  // RowPairsShape; perf-notes "The combine kernel: partials dropped from L2, and a shape for
-  // few sequences").
-  const int64_t slots_ctas =
-      int64_t(p.batch) * p.rows_per_kv * p.num_heads_kv * SlotsShape::kColChunks;
-  if (slots_ctas <= slots_wave) {
-    return launch_shape<Element, SlotsShape>(p, p.batch, dependent, stream);
-  }
-  return launch_shape<Element, RowPairsShape>(p, p.batch, dependent, stream);
+  // Few sequences: the adaptive kernel, one CTA per item up to one wave. With every sequence in
+  // the slots shape the items are b x h_kv x 4M; when that exceeds a wave, many-piece sequences
+  // take row pairs, and no sequence has more items than b x h_kv x M / 2. Launching CTAs that
+  // find no item cost 2.4 us at b = 2, 128 rows (perf-notes "The adaptive combine kernel").
+  const int64_t heads = int64_t(p.batch) * p.num_heads_kv;
+  const int64_t slots_items = heads * p.rows_per_kv * SlotsShape::kColChunks;
+  const int64_t pairs_items =
+      heads * ((p.rows_per_kv + RowPairsShape::kRowsPerCta - 1) / RowPairsShape::kRowsPerCta);
+  const int64_t wave = std::max(adaptive_wave, 1);
+  const int64_t ctas = slots_items <= wave ? slots_items : std::min(pairs_items, wave);
+  const size_t smem = adaptive_smem_bytes(p);
+  auto* kernel = combine_adaptive_kernel<Element>;
+  if (cudaError_t err = allow_dynamic_smem(kernel, smem); err != cudaSuccess) return err;
+  return launch_kernel(kernel, dim3(static_cast<unsigned>(std::max<int64_t>(ctas, 1))),
+                       dim3(kAdaptiveThreads), smem, stream, dependent, p);
 }
 
 }  // namespace flash_mla::combine

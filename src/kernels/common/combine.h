@@ -7,11 +7,12 @@
 
 namespace flash_mla::combine {
 
+// `adaptive_wave`: CTAs of the adaptive kernel (few sequences) the device runs at once.
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& params, int slots_wave, bool dependent,
+cudaError_t launch_combine(const DecodeParams& params, int adaptive_wave, bool dependent,
                            cudaStream_t stream);
-// CTAs of the combine kernel's slots shape resident on one SM (for slots_wave).
+// CTAs of the adaptive kernel resident on one SM (for adaptive_wave).
 template <class Element>
-cudaError_t slots_shape_occupancy(int* ctas_per_sm);
+cudaError_t adaptive_occupancy(int* ctas_per_sm);
 
 }  // namespace flash_mla::combine

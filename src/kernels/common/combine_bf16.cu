@@ -4,6 +4,6 @@
 namespace flash_mla::combine {
 
 template cudaError_t launch_combine<__nv_bfloat16>(const DecodeParams&, int, bool, cudaStream_t);
-template cudaError_t slots_shape_occupancy<__nv_bfloat16>(int*);
+template cudaError_t adaptive_occupancy<__nv_bfloat16>(int*);
 
 }  // namespace flash_mla::combine

@@ -4,6 +4,6 @@
 namespace flash_mla::combine {
 
 template cudaError_t launch_combine<__half>(const DecodeParams&, int, bool, cudaStream_t);
-template cudaError_t slots_shape_occupancy<__half>(int*);
+template cudaError_t adaptive_occupancy<__half>(int*);
 
 }  // namespace flash_mla::combine
