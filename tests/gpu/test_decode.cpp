@@ -121,8 +121,8 @@ std::vector<DecodeCase> decode_cases() {
     }
   }
 
-  // Few sequences with many rows per KV head, one of them empty: the combine kernel's
-  // RowPairsShape (its slots shape would take more than one wave of CTAs).
+  // Few sequences with many rows per KV head and two KV heads, one of them empty: the adaptive
+  // combine kernel's work list over several heads (each sequence in at most 8 pieces).
   list.add("hkv2_M128_b4", {0, 3000, 64, 9000}, 256, 1, 2);
 
   // Custom scale.

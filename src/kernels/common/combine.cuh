@@ -59,6 +59,12 @@ using RowsShape = Shape<4, 1, 1>;
 using SlotsShape = Shape<1, 4, 8>;
 using RowPairsShape = Shape<2, 1, 4>;
 
+// CTAs (or work items) that cover m rows with S::kRowsPerCta each.
+template <class S>
+__host__ __device__ constexpr int row_blocks(int m) {
+  return (m + S::kRowsPerCta - 1) / S::kRowsPerCta;
+}
+
 template <class Element>
 __device__ __forceinline__ void store4(Element* dst, float4 v) {
   uint2 packed;
@@ -280,35 +286,48 @@ static_assert(AdaptiveRowsShape::kThreads == kAdaptiveThreads &&
 __device__ __forceinline__ int64_t items_per_head(const DecodeParams& p, int count, bool slots) {
   if (count <= 0) return 0;
   const int m = p.rows_per_kv;
-  if (count <= kSerialSlots) return (m + AdaptiveRowsShape::kRowsPerCta - 1) / AdaptiveRowsShape::kRowsPerCta;
-  return slots ? int64_t(m) * SlotsShape::kColChunks : (m + RowPairsShape::kRowsPerCta - 1) / RowPairsShape::kRowsPerCta;
+  if (count <= kSerialSlots) return row_blocks<AdaptiveRowsShape>(m);
+  return slots ? int64_t(m) * SlotsShape::kColChunks : row_blocks<RowPairsShape>(m);
 }
 
-// Dynamic shared memory: int64 item_end[batch], int first[batch], int count[batch], then the
-// weights (AdaptiveRowsShape::kRowsPerCta x num_slots floats).
+// The work list, in dynamic shared memory: per sequence its first slot, its number of pieces
+// and the inclusive prefix of the items; then the merges' weights
+// (AdaptiveRowsShape::kRowsPerCta x num_slots floats).
+struct WorkList {
+  int64_t* item_end;
+  int* first;
+  int* count;
+  float* weights;
+
+  __device__ WorkList(int64_t* smem, int batch)
+      : item_end(smem),
+        first(reinterpret_cast<int*>(smem + batch)),
+        count(first + batch),
+        weights(reinterpret_cast<float*>(count + batch)) {}
+
+  // The sequence whose items hold `item`, and the item's index within them.
+  __device__ int sequence_of(int batch, int64_t item, int64_t* index) const {
+    int lo = 0, hi = batch - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (item_end[mid] > item) hi = mid; else lo = mid + 1;
+    }
+    *index = item - (lo > 0 ? item_end[lo - 1] : 0);
+    return lo;
+  }
+};
+
 inline size_t adaptive_smem_bytes(const DecodeParams& p) {
   return size_t(p.batch) * (sizeof(int64_t) + 2 * sizeof(int)) +
          size_t(AdaptiveRowsShape::kRowsPerCta) * p.num_slots * sizeof(float);
 }
 
-template <class Element>
-__global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
-  extern __shared__ int64_t adaptive_smem[];
+// Every CTA fills the same list from num_splits. Returns whether the many-piece sequences take
+// the slots shape: when the whole list then fits in the grid.
+__device__ __forceinline__ bool build_work_list(const DecodeParams& p, const WorkList& list) {
   __shared__ unsigned long long slots_total;
   __shared__ bool slots_fit;
-  int64_t* item_end = adaptive_smem;  // inclusive prefix of items over sequences
-  int* seq_first = reinterpret_cast<int*>(item_end + p.batch);
-  int* seq_count = seq_first + p.batch;
-  float* weights = reinterpret_cast<float*>(seq_count + p.batch);
-
-  // Launched as a dependent of the split kernel: nothing of its output is read before this.
-  ptx::griddep_wait();
-  ptx::griddep_launch_dependents();
   const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  const int heads_kv = p.num_heads_kv;
-
-  // Each sequence's slots; the items if every many-piece sequence took the slots shape.
   if (threadIdx.x == 0) slots_total = 0;
   __syncthreads();
   unsigned long long mine = 0;
@@ -316,9 +335,9 @@ __global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(cons
     const int first = p.num_splits[b];
     int count = p.num_splits[b + 1] - first;
     if (count <= 0 || first < 0 || first + count > p.num_slots) count = 0;  // inconsistent: skip
-    seq_first[b] = first;
-    seq_count[b] = count;
-    mine += items_per_head(p, count, true) * heads_kv;
+    list.first[b] = first;
+    list.count[b] = count;
+    mine += items_per_head(p, count, true) * p.num_heads_kv;
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) mine += __shfl_xor_sync(0xffffffffu, mine, o);
@@ -328,55 +347,77 @@ __global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(cons
   __syncthreads();
   const bool slots = slots_fit;
   // Inclusive prefix of the items, one warp, 32 sequences a step.
-  if (warp == 0) {
+  if (threadIdx.x < 32) {
     int64_t carry = 0;
     for (int base = 0; base < p.batch; base += 32) {
       const int b = base + lane;
-      int64_t v = b < p.batch ? items_per_head(p, seq_count[b], slots) * heads_kv : 0;
+      int64_t v = b < p.batch ? items_per_head(p, list.count[b], slots) * p.num_heads_kv : 0;
 #pragma unroll
       for (int o = 1; o < 32; o *= 2) {
         const int64_t up = __shfl_up_sync(0xffffffffu, v, o);
         if (lane >= o) v += up;
       }
-      if (b < p.batch) item_end[b] = carry + v;
+      if (b < p.batch) list.item_end[b] = carry + v;
       carry += __shfl_sync(0xffffffffu, v, 31);
     }
   }
   __syncthreads();
+  return slots;
+}
 
-  const int64_t total = p.batch > 0 ? item_end[p.batch - 1] : 0;
-  for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
-    int lo = 0, hi = p.batch - 1;  // the first sequence whose items end past `item`
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (item_end[mid] > item) hi = mid; else lo = mid + 1;
-    }
-    const int b = lo;
-    const int count = seq_count[b];
-    const int64_t j = item - (b > 0 ? item_end[b - 1] : 0);
-    const int64_t per_head = items_per_head(p, count, slots);
-    const int g = static_cast<int>(j / per_head);
-    const int k = static_cast<int>(j % per_head);
-    if (count <= kSerialSlots) {
-      merge_rows<Element, AdaptiveRowsShape>(p, b, seq_first[b], count,
-                                             k * AdaptiveRowsShape::kRowsPerCta, g, 0, weights);
-    } else if (slots) {
-      merge_rows<Element, SlotsShape>(p, b, seq_first[b], count, k / SlotsShape::kColChunks, g,
-                                      k % SlotsShape::kColChunks, weights);
-    } else {
-      merge_rows<Element, RowPairsShape>(p, b, seq_first[b], count,
-                                         k * RowPairsShape::kRowsPerCta, g, 0, weights);
-    }
+// Item `index` of sequence b: its KV head, then its rows (and column chunk) in the shape the
+// sequence's number of pieces gives.
+template <class Element>
+__device__ __forceinline__ void merge_item(const DecodeParams& p, const WorkList& list, int b,
+                                           int64_t index, bool slots) {
+  const int count = list.count[b];
+  const int64_t per_head = items_per_head(p, count, slots);
+  const int g = static_cast<int>(index / per_head);
+  const int k = static_cast<int>(index % per_head);
+  const int first = list.first[b];
+  if (count <= kSerialSlots) {
+    merge_rows<Element, AdaptiveRowsShape>(p, b, first, count, k * AdaptiveRowsShape::kRowsPerCta,
+                                           g, 0, list.weights);
+  } else if (slots) {
+    merge_rows<Element, SlotsShape>(p, b, first, count, k / SlotsShape::kColChunks, g,
+                                    k % SlotsShape::kColChunks, list.weights);
+  } else {
+    merge_rows<Element, RowPairsShape>(p, b, first, count, k * RowPairsShape::kRowsPerCta, g, 0,
+                                       list.weights);
   }
+}
 
-  // Empty sequences (no part visits them): all rows of sequence b by CTA b % gridDim.x, a warp
-  // a row, after the merges so that their length loads do not delay one.
+// Empty sequences (no part visits them): all rows of sequence b by CTA b % gridDim.x, a warp a
+// row.
+template <class Element>
+__device__ __forceinline__ void write_empty_sequences(const DecodeParams& p) {
+  const int lane = threadIdx.x % 32;
+  const int rows = p.rows_per_kv * p.num_heads_kv;
   for (int b = blockIdx.x; b < p.batch; b += gridDim.x) {
     if (p.cache_seqlens[b] > 0) continue;
-    for (int r = warp; r < p.rows_per_kv * heads_kv; r += kAdaptiveThreads / 32) {
-      write_empty_row<Element, AdaptiveRowsShape>(p, b, r / p.rows_per_kv, r % p.rows_per_kv, 0, lane);
+    for (int r = threadIdx.x / 32; r < rows; r += kAdaptiveThreads / 32) {
+      write_empty_row<Element, AdaptiveRowsShape>(p, b, r / p.rows_per_kv, r % p.rows_per_kv, 0,
+                                                  lane);
     }
   }
+}
+
+template <class Element>
+__global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
+  extern __shared__ int64_t adaptive_smem[];
+  // Launched as a dependent of the split kernel: nothing of its output is read before this.
+  ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
+  const WorkList list(adaptive_smem, p.batch);
+  const bool slots = build_work_list(p, list);
+  const int64_t total = p.batch > 0 ? list.item_end[p.batch - 1] : 0;
+  for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
+    int64_t index = 0;
+    const int b = list.sequence_of(p.batch, item, &index);
+    merge_item<Element>(p, list, b, index, slots);
+  }
+  // After the merges, so that the length loads do not delay one.
+  write_empty_sequences<Element>(p);
 }
 
 // Few sequences, each split into many pieces (at least about 4 each with equal lengths).
@@ -391,8 +432,7 @@ cudaError_t allow_dynamic_smem(Kernel* kernel, size_t smem) {
 
 template <class Element, class S>
 cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cudaStream_t stream) {
-  const dim3 grid(columns, (p.rows_per_kv + S::kRowsPerCta - 1) / S::kRowsPerCta,
-                  p.num_heads_kv * S::kColChunks);
+  const dim3 grid(columns, row_blocks<S>(p.rows_per_kv), p.num_heads_kv * S::kColChunks);
   const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
   auto* kernel = combine_kernel<Element, S>;
   if (cudaError_t err = allow_dynamic_smem(kernel, smem); err != cudaSuccess) return err;
@@ -425,8 +465,7 @@ cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, bool depend
   // find no item cost 2.4 us at b = 2, 128 rows (perf-notes "The adaptive combine kernel").
   const int64_t heads = int64_t(p.batch) * p.num_heads_kv;
   const int64_t slots_items = heads * p.rows_per_kv * SlotsShape::kColChunks;
-  const int64_t pairs_items =
-      heads * ((p.rows_per_kv + RowPairsShape::kRowsPerCta - 1) / RowPairsShape::kRowsPerCta);
+  const int64_t pairs_items = heads * row_blocks<RowPairsShape>(p.rows_per_kv);
   const int64_t wave = std::max(adaptive_wave, 1);
   const int64_t ctas = slots_items <= wave ? slots_items : std::min(pairs_items, wave);
   const size_t smem = adaptive_smem_bytes(p);
