@@ -122,7 +122,7 @@ std::vector<DecodeCase> decode_cases() {
   }
 
   // Few sequences with many rows per KV head and two KV heads, one of them empty: the adaptive
-  // combine kernel's work list over several heads (each sequence in at most 8 pieces).
+  // combine kernel's work list over several KV heads.
   list.add("hkv2_M128_b4", {0, 3000, 64, 9000}, 256, 1, 2);
 
   // Custom scale.
