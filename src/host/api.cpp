@@ -373,8 +373,7 @@ Status decode(const DecodeProblem& pr, const DecodeArgs& a, cudaStream_t stream)
   }
   // After a Hopper split kernel the combine kernel is its programmatic dependent: its launch
   // overlaps the split kernel's end (both kernels order their reads with griddepcontrol).
-  if (cudaError_t err = detail::launch_combine(pr.dtype, p, dev.combine_adaptive_wave, plan.hopper,
-                                                 stream);
+  if (cudaError_t err = detail::launch_combine(pr.dtype, p, dev, plan.hopper, stream);
       err != cudaSuccess) {
     return detail::cuda_failure("combine kernel launch", err);
   }

@@ -69,11 +69,13 @@ cudaError_t combine_adaptive_occupancy(int* ctas_per_sm) {
   return combine::adaptive_occupancy<__nv_bfloat16>(ctas_per_sm);
 }
 
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, int adaptive_wave,
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, const DeviceInfo& dev,
                            bool dependent, cudaStream_t stream) {
+  const int wave = dev.combine_adaptive_wave;
   return dtype == DType::kBF16
-             ? combine::launch_combine<__nv_bfloat16>(params, adaptive_wave, dependent, stream)
-             : combine::launch_combine<__half>(params, adaptive_wave, dependent, stream);
+             ? combine::launch_combine<__nv_bfloat16>(params, wave, dev.smem_optin, dependent,
+                                                      stream)
+             : combine::launch_combine<__half>(params, wave, dev.smem_optin, dependent, stream);
 }
 
 }  // namespace detail

@@ -41,6 +41,7 @@ Status invalid(const char* field, const std::string& expected, const T& got) {
 }
 
 inline Status cuda_failure(const char* what, cudaError_t err) {
+  cudaGetLastError();  // reported here: a non-sticky error must not fail the next launch's check
   return Status(StatusCode::kCudaError,
                 std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
@@ -80,9 +81,9 @@ void workspace_layout(void* workspace, int rows_per_kv, int num_heads_kv, int nu
 // Kernel launches (dispatch.cu).
 cudaError_t launch_portable(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                             cudaStream_t stream);
-// `dependent`: a programmatic dependent launch after a Hopper split kernel; `adaptive_wave`:
-// DeviceInfo::combine_adaptive_wave.
-cudaError_t launch_combine(DType dtype, const DecodeParams& params, int adaptive_wave,
+// `dependent`: a programmatic dependent launch after a Hopper split kernel; `dev` gives
+// combine_adaptive_wave and smem_optin.
+cudaError_t launch_combine(DType dtype, const DecodeParams& params, const DeviceInfo& dev,
                            bool dependent, cudaStream_t stream);
 cudaError_t launch_hopper(DType dtype, const DecodeParams& params, const KernelPlan& plan,
                           cudaStream_t stream);

@@ -17,6 +17,9 @@
 //                      whose slots must be read in parallel, when the whole list fits the grid;
 //   RowPairsShape      2 rows per CTA, 4 slot groups over all 512 columns: more pieces, when
 //                      the slots shape's items would not fit the grid.
+// The slots' weights are cached in shared memory (a row's num_slots floats); where that does not
+// fit (thousands of parts, which the caller may choose), the rows shape recomputes each weight
+// where it is used, and few sequences take the rows shape too.
 // After reading its slots, a warp drops their lines from L2 (discard_l2_line): the partials are
 // scratch, and without that, those the KV stream evicted were written back to memory during the
 // next split kernel.
@@ -29,6 +32,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -140,8 +144,10 @@ __device__ __forceinline__ void write_empty_row(const DecodeParams& p, int b, in
 
 // Merges the slots first .. first + count - 1 of sequence b into out/lse for the CTA's rows
 // row_base .. row_base + kRowsPerCta - 1 of KV head g, column chunk `chunk`. Every thread of the
-// CTA calls it (barriers inside); `weights` holds kRowsPerCta x num_slots floats.
-template <class Element, class S>
+// CTA calls it (barriers inside). kCachedWeights: the slots' weights are computed once into
+// `weights` (kRowsPerCta x num_slots floats); otherwise (when that would not fit in shared
+// memory: num_sm_parts is the caller's) each is recomputed where it is used.
+template <class Element, class S, bool kCachedWeights = true>
 __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int first, int count,
                                            int row_base, int g, int chunk, float* weights) {
   __shared__ float scratch[S::kRowsPerCta * S::kSlotGroups];
@@ -169,10 +175,14 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
     for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
   }
   const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
-  if (row_valid && lse_max != -INFINITY) {
-    for (int s = t_row; s < count; s += kRowThreads) w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
+  if constexpr (kCachedWeights) {
+    if (row_valid && lse_max != -INFINITY) {
+      for (int s = t_row; s < count; s += kRowThreads) {
+        w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
+      }
+    }
+    __syncthreads();
   }
-  __syncthreads();
 
   float4 acc[S::kVecsPerLane];
 #pragma unroll
@@ -181,7 +191,7 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
     const float* src = p.o_accum + chunk * S::kColsPerWarp + lane * 4;
 #pragma unroll 2
     for (int s = group; s < count; s += S::kSlotGroups) {
-      const float w = w_row[s];
+      const float w = kCachedWeights ? w_row[s] : expf(p.lse_accum[accum_row(s)] - lse);
       const float* slot = src + accum_row(s) * kHeadDimV;
 #pragma unroll
       for (int v = 0; v < S::kVecsPerLane; ++v) {
@@ -221,7 +231,7 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
 
 // Many sequences: CTA column x scans the records of parts x, x + gridDim.x, ... and merges the
 // sequences they name, for its rows (blockIdx.y) and column chunk and KV head (blockIdx.z).
-template <class Element, class S>
+template <class Element, class S, bool kCachedWeights = true>
 __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
   __shared__ int hits[S::kMaxHits];
   __shared__ int num_hits;
@@ -262,7 +272,7 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
       const int first = p.num_splits[b];
       const int count = p.num_splits[b + 1] - first;
       if (count <= 0 || first + count > p.num_slots) continue;  // inconsistent metadata
-      merge_rows<Element, S>(p, b, first, count, row_base, g, chunk, weights);
+      merge_rows<Element, S, kCachedWeights>(p, b, first, count, row_base, g, chunk, weights);
     }
     __syncthreads();  // every thread has read num_hits before thread 0 resets it
   }
@@ -423,25 +433,59 @@ __global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(cons
 // Few sequences, each split into many pieces (at least about 4 each with equal lengths).
 inline bool few_sequences(const DecodeParams& p) { return 4 * p.batch <= p.num_sm_parts; }
 
-template <class Kernel>
-cudaError_t allow_dynamic_smem(Kernel* kernel, size_t smem) {
-  if (smem <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              static_cast<int>(smem));
+// The static shared memory of kernel kKernel, read from the runtime once.
+template <auto kKernel>
+cudaError_t static_smem_bytes(size_t* bytes) {
+  static std::atomic<size_t> cached{SIZE_MAX};
+  size_t value = cached.load(std::memory_order_relaxed);
+  if (value == SIZE_MAX) {
+    cudaFuncAttributes attr{};
+    if (cudaError_t err = cudaFuncGetAttributes(&attr, kKernel); err != cudaSuccess) return err;
+    value = attr.sharedSizeBytes;
+    cached.store(value, std::memory_order_relaxed);
+  }
+  *bytes = value;
+  return cudaSuccess;
 }
 
+// Whether kKernel can launch with `dynamic` bytes of dynamic shared memory next to its static
+// arrays on a device whose CTAs may opt into `smem_optin` bytes in all; if so, and it needs more
+// than the default 48 KiB, the kernel is opted in as far as the device allows (the same value
+// from every caller, so concurrent calls agree).
+template <auto kKernel>
+cudaError_t fit_dynamic_smem(size_t dynamic, size_t smem_optin, bool* fits) {
+  size_t fixed = 0;
+  if (cudaError_t err = static_smem_bytes<kKernel>(&fixed); err != cudaSuccess) return err;
+  *fits = fixed + dynamic <= smem_optin;
+  if (!*fits || fixed + dynamic <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(smem_optin - fixed));
+}
+
+// The rows-shape grid: a column per part. The slots' weights are cached in shared memory
+// (kRowsPerCta x num_slots floats) where they fit, else recomputed per use.
 template <class Element, class S>
-cudaError_t launch_shape(const DecodeParams& p, int columns, bool dependent, cudaStream_t stream) {
-  const dim3 grid(columns, row_blocks<S>(p.rows_per_kv), p.num_heads_kv * S::kColChunks);
+cudaError_t launch_shape(const DecodeParams& p, size_t smem_optin, bool dependent,
+                         cudaStream_t stream) {
+  const dim3 grid(p.num_sm_parts, row_blocks<S>(p.rows_per_kv), p.num_heads_kv * S::kColChunks);
   const size_t smem = size_t(S::kRowsPerCta) * p.num_slots * sizeof(float);
-  auto* kernel = combine_kernel<Element, S>;
-  if (cudaError_t err = allow_dynamic_smem(kernel, smem); err != cudaSuccess) return err;
-  return launch_kernel(kernel, grid, dim3(S::kThreads), smem, stream, dependent, p);
+  bool fits = false;
+  if (cudaError_t err = fit_dynamic_smem<combine_kernel<Element, S>>(smem, smem_optin, &fits);
+      err != cudaSuccess) {
+    return err;
+  }
+  if (!fits) {
+    return launch_kernel(combine_kernel<Element, S, false>, grid, dim3(S::kThreads), 0, stream,
+                         dependent, p);
+  }
+  return launch_kernel(combine_kernel<Element, S>, grid, dim3(S::kThreads), smem, stream,
+                       dependent, p);
 }
 
 // CTAs of the adaptive kernel resident on one SM. Its registers bound that (64 a thread, 256
-// threads); its shared memory, 21 KiB plus 16 bytes per sequence and 32 per slot, does not for
-// the batches that take it, so none is asked for.
+// threads); its shared memory, 21 KiB plus 16 bytes per sequence and 32 per slot, does not at
+// the part counts get_num_sm_parts gives, so none is asked for (with hundreds of parts the grid
+// may take more than one wave).
 template <class Element>
 cudaError_t adaptive_occupancy(int* ctas_per_sm) {
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
@@ -451,14 +495,24 @@ cudaError_t adaptive_occupancy(int* ctas_per_sm) {
 // `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
 // completion is the trigger), so its launch overlaps the split kernel's end. `adaptive_wave`:
 // CTAs of the adaptive kernel the device runs at once (SMs x adaptive_occupancy).
+// `smem_optin`: the shared memory one CTA may opt into on this device.
 template <class Element>
-cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, bool dependent,
-                           cudaStream_t stream) {
+cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, size_t smem_optin,
+                           bool dependent, cudaStream_t stream) {
   // Many sequences: a column per part, so no CTA merges two sequences one after the other (with
   // min(parts, batch) columns, columns 0-3 of a 132-part, 128-sequence call did).
   if (!few_sequences(p)) {
-    return launch_shape<Element, RowsShape>(p, p.num_sm_parts, dependent, stream);
+    return launch_shape<Element, RowsShape>(p, smem_optin, dependent, stream);
   }
+  // Few sequences whose work list and weights would not fit in shared memory (thousands of
+  // parts): the rows shape, which is correct for any batch.
+  const size_t smem = adaptive_smem_bytes(p);
+  bool fits = false;
+  if (cudaError_t err = fit_dynamic_smem<combine_adaptive_kernel<Element>>(smem, smem_optin, &fits);
+      err != cudaSuccess) {
+    return err;
+  }
+  if (!fits) return launch_shape<Element, RowsShape>(p, smem_optin, dependent, stream);
   // Few sequences: the adaptive kernel, one CTA per item up to one wave. With every sequence in
   // the slots shape the items are b x h_kv x 4M; when that exceeds a wave, many-piece sequences
   // take row pairs, and no sequence has more items than b x h_kv x M / 2. Launching CTAs that
@@ -468,10 +522,8 @@ cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, bool depend
   const int64_t pairs_items = heads * row_blocks<RowPairsShape>(p.rows_per_kv);
   const int64_t wave = std::max(adaptive_wave, 1);
   const int64_t ctas = slots_items <= wave ? slots_items : std::min(pairs_items, wave);
-  const size_t smem = adaptive_smem_bytes(p);
-  auto* kernel = combine_adaptive_kernel<Element>;
-  if (cudaError_t err = allow_dynamic_smem(kernel, smem); err != cudaSuccess) return err;
-  return launch_kernel(kernel, dim3(static_cast<unsigned>(std::max<int64_t>(ctas, 1))),
+  return launch_kernel(combine_adaptive_kernel<Element>,
+                       dim3(static_cast<unsigned>(std::max<int64_t>(ctas, 1))),
                        dim3(kAdaptiveThreads), smem, stream, dependent, p);
 }
 
