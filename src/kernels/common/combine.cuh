@@ -175,11 +175,10 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
     for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
   }
   const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
+  auto weight = [&](int s) { return expf(p.lse_accum[accum_row(s)] - lse); };
   if constexpr (kCachedWeights) {
     if (row_valid && lse_max != -INFINITY) {
-      for (int s = t_row; s < count; s += kRowThreads) {
-        w_row[s] = expf(p.lse_accum[accum_row(s)] - lse);
-      }
+      for (int s = t_row; s < count; s += kRowThreads) w_row[s] = weight(s);
     }
     __syncthreads();
   }
@@ -191,7 +190,7 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
     const float* src = p.o_accum + chunk * S::kColsPerWarp + lane * 4;
 #pragma unroll 2
     for (int s = group; s < count; s += S::kSlotGroups) {
-      const float w = kCachedWeights ? w_row[s] : expf(p.lse_accum[accum_row(s)] - lse);
+      const float w = kCachedWeights ? w_row[s] : weight(s);
       const float* slot = src + accum_row(s) * kHeadDimV;
 #pragma unroll
       for (int v = 0; v < S::kVecsPerLane; ++v) {
@@ -452,12 +451,14 @@ cudaError_t static_smem_bytes(size_t* bytes) {
 // arrays on a device whose CTAs may opt into `smem_optin` bytes in all; if so, and it needs more
 // than the default 48 KiB, the kernel is opted in as far as the device allows (the same value
 // from every caller, so concurrent calls agree).
+inline constexpr size_t kDefaultSmemBytes = 48 * 1024;  // any launch, without an opt-in
+
 template <auto kKernel>
 cudaError_t fit_dynamic_smem(size_t dynamic, size_t smem_optin, bool* fits) {
   size_t fixed = 0;
   if (cudaError_t err = static_smem_bytes<kKernel>(&fixed); err != cudaSuccess) return err;
   *fits = fixed + dynamic <= smem_optin;
-  if (!*fits || fixed + dynamic <= 48 * 1024) return cudaSuccess;
+  if (!*fits || fixed + dynamic <= kDefaultSmemBytes) return cudaSuccess;
   return cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                               static_cast<int>(smem_optin - fixed));
 }
