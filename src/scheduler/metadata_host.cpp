@@ -40,7 +40,7 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
         num_splits[b] + sched::slots_of(sched::num_pieces(prefix.data(), b, width, overhead));
   }
   for (int p = 0; p < num_parts; ++p) {
-    sched::finish_record(num_splits, metadata + static_cast<size_t>(p) * sched::kNumFields);
+    sched::finish_record(num_splits, batch, metadata + static_cast<size_t>(p) * sched::kNumFields);
   }
 }
 

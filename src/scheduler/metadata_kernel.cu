@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads)
 
   // Phase 4: slots of the first pieces.
   for (int p = tid; p < num_parts; p += kThreads) {
-    sched::finish_record(num_splits, metadata + p * sched::kNumFields);
+    sched::finish_record(num_splits, batch, metadata + p * sched::kNumFields);
   }
 }
 

@@ -59,11 +59,15 @@ enum class Field : int {
   kFirstSlot = 4,   // workspace slot of the first piece if its sequence is split, else -1
   kIdle = 5,        // 1 when the part covers no block (begin == end)
   kNumParts = 6,    // num_parts the schedule was made for (a consistency tag)
-  kCombineBatch = 7,  // split sequence whose last piece is this part's first segment, else -1:
-                      // the combine kernel merges it (at most one per part, so the combine
-                      // grid scales with parts, not with the batch)
+  kCombineBatch = 7,  // split sequence whose last piece is this part's first segment, else -1
+                      // (kNothingSplit when no sequence is): the combine kernel merges it (at
+                      // most one per part, so the combine grid scales with parts, not with the
+                      // batch)
 };
 inline constexpr int kNumFields = 8;
+// kCombineBatch of every record when no sequence of the batch is split: the split kernels then
+// let the combine kernel launch at their start, since it has nothing to wait for but their end.
+inline constexpr int kNothingSplit = -2;
 
 FLASH_MLA_HD int num_page_blocks(int seqlen) {
   return seqlen > 0 ? (seqlen + kPageBlock - 1) / kPageBlock : 0;
@@ -203,10 +207,12 @@ FLASH_MLA_HD void make_record(const int32_t* prefix, int batch, int num_parts, i
   record[static_cast<int>(Field::kCombineBatch)] = combine_batch;
 }
 
-// slot_prefix = num_splits: first workspace slot of each sequence.
-FLASH_MLA_HD void finish_record(const int32_t* slot_prefix, int32_t* record) {
+// slot_prefix = num_splits: first workspace slot of each sequence (slot_prefix[batch] slots in
+// all, none when nothing is split).
+FLASH_MLA_HD void finish_record(const int32_t* slot_prefix, int batch, int32_t* record) {
   int32_t& first = record[static_cast<int>(Field::kFirstSlot)];
   if (first >= 0) first += slot_prefix[record[static_cast<int>(Field::kBeginBatch)]];
+  if (slot_prefix[batch] == 0) record[static_cast<int>(Field::kCombineBatch)] = kNothingSplit;
 }
 
 }  // namespace flash_mla::sched

@@ -111,12 +111,18 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   }
 
   // Combine duty: each split sequence is named by exactly one part (the one holding its last
-  // piece, as that part's first segment), and no unsplit sequence by any.
+  // piece, as that part's first segment), and no unsplit sequence by any. When nothing is split
+  // every record says so (the split kernels then launch the combine kernel early).
   std::vector<int> combined_by(batch, 0);
+  const bool nothing_split = s.num_splits[batch] == 0;
   for (int p = 0; p < num_parts; ++p) {
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
     const int cb = field(record, Field::kCombineBatch);
-    if (cb < 0) continue;
+    EXPECT_EQ(cb == sched::kNothingSplit, nothing_split) << "part " << p << ": " << cb;
+    if (cb < 0) {
+      EXPECT_TRUE(cb == -1 || cb == sched::kNothingSplit) << "part " << p << ": " << cb;
+      continue;
+    }
     ASSERT_LT(cb, batch) << "part " << p;
     EXPECT_EQ(cb, field(record, Field::kBeginBatch)) << "part " << p;
     ++combined_by[cb];

@@ -228,6 +228,13 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
   __syncthreads();  // weights and group sums are reused by the next merge
 }
 
+// Waits until the split kernel has completed and its writes are visible; then lets the next
+// kernel in the stream be scheduled (its own griddep_wait orders its reads).
+__device__ __forceinline__ void wait_for_split() {
+  ptx::griddep_wait();
+  ptx::griddep_launch_dependents();
+}
+
 // Many sequences: CTA column x scans the records of parts x, x + gridDim.x, ... and merges the
 // sequences they name, for its rows (blockIdx.y) and column chunk and KV head (blockIdx.z).
 template <class Element, class S, bool kCachedWeights = true>
@@ -236,10 +243,12 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   __shared__ int num_hits;
   extern __shared__ float weights[];  // [kRowsPerCta][num_slots]
 
-  // Launched as a dependent of the split kernel: nothing of its output is read before this. The
-  // next kernel in the stream may then be scheduled (its own griddep_wait orders its reads).
-  ptx::griddep_wait();
-  ptx::griddep_launch_dependents();
+  // Launched as a dependent of the split kernel, possibly while it runs (when nothing is split
+  // the split kernel signals at its start). Before griddep_wait this reads only what came before
+  // the split kernel: the cache lengths and the part records. A CTA that finds nothing to merge
+  // exits without waiting, so with nothing split the grid retires during the split kernel; CTA
+  // (0, 0, 0) always waits, so the kernel still completes after the split kernel (what follows
+  // in the stream relies on that).
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const int row_base = blockIdx.y * S::kRowsPerCta;
@@ -247,12 +256,23 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
   const int g = blockIdx.z / S::kColChunks;
   const int chunk = blockIdx.z % S::kColChunks;
 
-  // Empty sequences of this CTA column, one warp each (slot group 0 of each row).
+  // Empty sequences of this CTA column, one warp each (slot group 0 of each row). No part visits
+  // them, so the split kernel writes none of these rows.
   if (row < p.rows_per_kv && warp % S::kSlotGroups == 0) {
     for (int b = blockIdx.x; b < p.batch; b += gridDim.x) {
       if (p.cache_seqlens[b] <= 0) write_empty_row<Element, S>(p, b, g, row, chunk, lane);
     }
   }
+
+  // Whether any part of this CTA column names a merge.
+  bool names_merge = false;
+  for (int part = blockIdx.x + threadIdx.x * gridDim.x; part < p.num_sm_parts;
+       part += S::kThreads * gridDim.x) {
+    names_merge |= combine_batch(p, part) >= 0;
+  }
+  const bool merges = __syncthreads_or(names_merge);
+  if (merges || (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)) wait_for_split();
+  if (!merges) return;
 
   for (int base = blockIdx.x; base < p.num_sm_parts; base += gridDim.x * S::kMaxHits) {
     // Parts base, base + gridDim.x, ... (kMaxHits of them), scanned in parallel.
@@ -261,8 +281,8 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
     for (int k = threadIdx.x; k < S::kMaxHits; k += S::kThreads) {
       const int part = base + k * gridDim.x;
       if (part >= p.num_sm_parts) break;
-      const int b = p.metadata[part * sched::kNumFields + static_cast<int>(sched::Field::kCombineBatch)];
-      if (b >= 0 && b < p.batch) hits[atomicAdd(&num_hits, 1)] = b;
+      const int b = combine_batch(p, part);
+      if (b >= 0) hits[atomicAdd(&num_hits, 1)] = b;
     }
     __syncthreads();
     const int n_hits = num_hits;
@@ -414,12 +434,12 @@ __device__ __forceinline__ void write_empty_sequences(const DecodeParams& p) {
 template <class Element>
 __global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ int64_t adaptive_smem[];
-  // Launched as a dependent of the split kernel: nothing of its output is read before this.
-  ptx::griddep_wait();
-  ptx::griddep_launch_dependents();
+  // As combine_kernel: the work list comes from num_splits, which the split kernel does not
+  // write; with nothing to merge only CTA 0 waits for the split kernel.
   const WorkList list(adaptive_smem, p.batch);
   const bool slots = build_work_list(p, list);
   const int64_t total = p.batch > 0 ? list.item_end[p.batch - 1] : 0;
+  if (total > 0 || blockIdx.x == 0) wait_for_split();
   for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
     int64_t index = 0;
     const int b = list.sequence_of(p.batch, item, &index);
@@ -493,10 +513,11 @@ cudaError_t adaptive_occupancy(int* ctas_per_sm) {
       ctas_per_sm, combine_adaptive_kernel<Element>, kAdaptiveThreads, 0);
 }
 
-// `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, whose
-// completion is the trigger), so its launch overlaps the split kernel's end. `adaptive_wave`:
-// CTAs of the adaptive kernel the device runs at once (SMs x adaptive_occupancy).
-// `smem_optin`: the shared memory one CTA may opt into on this device.
+// `dependent`: launched as a programmatic dependent of the split kernel (a Hopper one, which
+// triggers it as its CTAs exit, or at their start when nothing is split), so its launch overlaps
+// the split kernel's end, or all of it. `adaptive_wave`: CTAs of the adaptive kernel the device
+// runs at once (SMs x adaptive_occupancy). `smem_optin`: the shared memory one CTA may opt into
+// on this device.
 template <class Element>
 cudaError_t launch_combine(const DecodeParams& p, int adaptive_wave, size_t smem_optin,
                            bool dependent, cudaStream_t stream) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/ptx.h"
 #include "kernels/params.h"
 #include "scheduler/schedule.h"
 
@@ -30,6 +31,27 @@ __device__ __forceinline__ int key_limit(const DecodeParams& p, const Segment& s
 // that the split kernels write and the combine kernel reads.
 __device__ __forceinline__ int64_t workspace_row(const DecodeParams& p, int slot, int g, int row) {
   return (static_cast<int64_t>(slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+}
+
+// The split sequence that scheduling record `part` names for the combine kernel to merge
+// (sched::Field::kCombineBatch), or -1 when it names none.
+__device__ __forceinline__ int combine_batch(const DecodeParams& p, int part) {
+  const int b = p.metadata[static_cast<int64_t>(part) * sched::kNumFields +
+                           static_cast<int>(sched::Field::kCombineBatch)];
+  return b >= 0 && b < p.batch ? b : -1;
+}
+
+// Split kernels, after their griddep_wait: when no sequence of the batch is split, the combine
+// kernel has nothing to merge and may launch at once; its CTAs then find no work and finish
+// while this kernel runs (docs/design.md, "A decode call"). When something is split the CTAs
+// signal by exiting, as before: an early launch put the merging CTAs on the first SMs to free
+// up (perf-notes, "Programmatic dependent launch"). Called by every thread of the CTA; the
+// record's line is read again by every role next.
+__device__ __forceinline__ void allow_combine_if_nothing_split(const DecodeParams& p, int part) {
+  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
+  if (rec[static_cast<int>(sched::Field::kCombineBatch)] == sched::kNothingSplit) {
+    ptx::griddep_launch_dependents();
+  }
 }
 
 // Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an

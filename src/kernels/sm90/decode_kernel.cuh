@@ -248,6 +248,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   __syncthreads();
   // A programmatic dependent launch: no global read before this (docs/design.md, "A decode call").
   ptx::griddep_wait();
+  allow_combine_if_nothing_split(p, part);
 
   if (role == Role::kProducer) {
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();

@@ -210,6 +210,7 @@ __global__ void __launch_bounds__(NarrowConfig<kRows>::kThreads, 1)
   __syncthreads();
   // A programmatic dependent launch: no global read before this (docs/design.md, "A decode call").
   ptx::griddep_wait();
+  allow_combine_if_nothing_split(p, part);
   const int warpgroup = threadIdx.x / C::kWarpgroupThreads;
   if (warpgroup == C::kConsumers) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
