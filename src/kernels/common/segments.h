@@ -33,11 +33,15 @@ __device__ __forceinline__ int64_t workspace_row(const DecodeParams& p, int slot
   return (static_cast<int64_t>(slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
 }
 
+// Field f of scheduling record `part`.
+__device__ __forceinline__ int record_field(const DecodeParams& p, int part, sched::Field f) {
+  return p.metadata[static_cast<int64_t>(part) * sched::kNumFields + static_cast<int>(f)];
+}
+
 // The split sequence that scheduling record `part` names for the combine kernel to merge
 // (sched::Field::kCombineBatch), or -1 when it names none.
 __device__ __forceinline__ int combine_batch(const DecodeParams& p, int part) {
-  const int b = p.metadata[static_cast<int64_t>(part) * sched::kNumFields +
-                           static_cast<int>(sched::Field::kCombineBatch)];
+  const int b = record_field(p, part, sched::Field::kCombineBatch);
   return b >= 0 && b < p.batch ? b : -1;
 }
 
@@ -48,8 +52,7 @@ __device__ __forceinline__ int combine_batch(const DecodeParams& p, int part) {
 // up (perf-notes, "Programmatic dependent launch"). Called by every thread of the CTA; the
 // record's line is read again by every role next.
 __device__ __forceinline__ void allow_combine_if_nothing_split(const DecodeParams& p, int part) {
-  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
-  if (rec[static_cast<int>(sched::Field::kCombineBatch)] == sched::kNothingSplit) {
+  if (record_field(p, part, sched::Field::kCombineBatch) == sched::kNothingSplit) {
     ptx::griddep_launch_dependents();
   }
 }
@@ -58,13 +61,13 @@ __device__ __forceinline__ void allow_combine_if_nothing_split(const DecodeParam
 // idle record). Every role of a CTA makes the same walk. Pages are the scheduler's.
 template <class Fn>
 __device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part, Fn&& fn) {
-  const int32_t* rec = p.metadata + static_cast<int64_t>(part) * sched::kNumFields;
-  if (rec[static_cast<int>(sched::Field::kIdle)] != 0) return;
-  const int begin_batch = rec[static_cast<int>(sched::Field::kBeginBatch)];
-  const int begin_block = rec[static_cast<int>(sched::Field::kBeginBlock)];
-  const int end_batch = rec[static_cast<int>(sched::Field::kEndBatch)];
-  const int end_block = rec[static_cast<int>(sched::Field::kEndBlock)];
-  const int first_slot = rec[static_cast<int>(sched::Field::kFirstSlot)];
+  using sched::Field;
+  if (record_field(p, part, Field::kIdle) != 0) return;
+  const int begin_batch = record_field(p, part, Field::kBeginBatch);
+  const int begin_block = record_field(p, part, Field::kBeginBlock);
+  const int end_batch = record_field(p, part, Field::kEndBatch);
+  const int end_block = record_field(p, part, Field::kEndBlock);
+  const int first_slot = record_field(p, part, Field::kFirstSlot);
   for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
     const int seqlen = max(p.cache_seqlens[b], 0);
     const int num_blocks = sched::num_page_blocks(seqlen);
