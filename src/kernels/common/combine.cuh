@@ -3,8 +3,8 @@
 //
 // Which sequences, many of them (4 b > parts): a split sequence's last piece is the first
 // segment of exactly one part, whose record names it (sched::Field::kCombineBatch). CTA column x
-// of combine_kernel scans the records of parts x, x + gridDim.x, ... and merges what they name:
-// RowsShape, a column per part, so at most one merge per CTA.
+// of combine_kernel merges what part x's record names: RowsShape, a column per part, so at most
+// one merge per CTA.
 // Few sequences (4 b <= parts): combine_adaptive_kernel, a grid of at most one wave over a work
 // list that every CTA derives from num_splits, with a shape chosen per sequence by its number of
 // pieces (below; launch_combine sizes the grid).
@@ -24,8 +24,7 @@
 // scratch, and without that, those the KV stream evicted were written back to memory during the
 // next split kernel.
 // All reductions have a fixed order, so results are bitwise reproducible (no atomics decide a
-// value; the shared hit counter only orders independent sequences, and which CTA merges an
-// item of the adaptive kernel's list does not change its result).
+// value; which CTA merges an item of the adaptive kernel's list does not change its result).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -56,7 +55,6 @@ struct Shape {
   static constexpr int kVecsPerLane = kColsPerWarp / (32 * 4);  // float4 per lane per slot
   static constexpr int kWarps = kRowsPerCta * kSlotGroups;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kMaxHits = 64;  // parts one CTA column can own per launch chunk
   static_assert(kColsPerWarp % 128 == 0, "a lane loads whole float4 vectors");
 };
 using RowsShape = Shape<4, 1, 1>;
@@ -235,18 +233,16 @@ __device__ __forceinline__ void wait_for_split() {
   ptx::griddep_launch_dependents();
 }
 
-// Many sequences: CTA column x scans the records of parts x, x + gridDim.x, ... and merges the
-// sequences they name, for its rows (blockIdx.y) and column chunk and KV head (blockIdx.z).
+// Many sequences: CTA column x (a column per part, launch_shape) merges the sequence that part
+// x's record names, if any, for its rows (blockIdx.y) and column chunk and KV head (blockIdx.z).
 template <class Element, class S, bool kCachedWeights = true>
 __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_constant__ DecodeParams p) {
-  __shared__ int hits[S::kMaxHits];
-  __shared__ int num_hits;
   extern __shared__ float weights[];  // [kRowsPerCta][num_slots]
 
   // Launched as a dependent of the split kernel, possibly while it runs (when nothing is split
   // the split kernel signals at its start). Before griddep_wait this reads only what came before
-  // the split kernel: the cache lengths and the part records. A CTA that finds nothing to merge
-  // exits without waiting, so with nothing split the grid retires during the split kernel; CTA
+  // the split kernel: the cache lengths and the part record. A CTA with nothing to merge exits
+  // without waiting, so with nothing split the grid retires during the split kernel; CTA
   // (0, 0, 0) always waits, so the kernel still completes after the split kernel (what follows
   // in the stream relies on that).
   const int lane = threadIdx.x % 32;
@@ -264,37 +260,13 @@ __global__ void __launch_bounds__(S::kThreads) combine_kernel(const __grid_const
     }
   }
 
-  // Whether any part of this CTA column names a merge.
-  bool names_merge = false;
-  for (int part = blockIdx.x + threadIdx.x * gridDim.x; part < p.num_sm_parts;
-       part += S::kThreads * gridDim.x) {
-    names_merge |= combine_batch(p, part) >= 0;
-  }
-  const bool merges = __syncthreads_or(names_merge);
-  if (merges || (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)) wait_for_split();
-  if (!merges) return;
-
-  for (int base = blockIdx.x; base < p.num_sm_parts; base += gridDim.x * S::kMaxHits) {
-    // Parts base, base + gridDim.x, ... (kMaxHits of them), scanned in parallel.
-    if (threadIdx.x == 0) num_hits = 0;
-    __syncthreads();
-    for (int k = threadIdx.x; k < S::kMaxHits; k += S::kThreads) {
-      const int part = base + k * gridDim.x;
-      if (part >= p.num_sm_parts) break;
-      const int b = combine_batch(p, part);
-      if (b >= 0) hits[atomicAdd(&num_hits, 1)] = b;
-    }
-    __syncthreads();
-    const int n_hits = num_hits;
-    for (int hit = 0; hit < n_hits; ++hit) {
-      const int b = hits[hit];
-      const int first = p.num_splits[b];
-      const int count = p.num_splits[b + 1] - first;
-      if (count <= 0 || first + count > p.num_slots) continue;  // inconsistent metadata
-      merge_rows<Element, S, kCachedWeights>(p, b, first, count, row_base, g, chunk, weights);
-    }
-    __syncthreads();  // every thread has read num_hits before thread 0 resets it
-  }
+  const int b = combine_batch(p, blockIdx.x);
+  if (b >= 0 || (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)) wait_for_split();
+  if (b < 0) return;
+  const int first = p.num_splits[b];
+  const int count = p.num_splits[b + 1] - first;
+  if (count <= 0 || first + count > p.num_slots) return;  // inconsistent metadata
+  merge_rows<Element, S, kCachedWeights>(p, b, first, count, row_base, g, chunk, weights);
 }
 
 // Few sequences: a one-wave grid walks a work list that every CTA derives from num_splits. A
@@ -483,7 +455,7 @@ cudaError_t fit_dynamic_smem(size_t dynamic, size_t smem_optin, bool* fits) {
                               static_cast<int>(smem_optin - fixed));
 }
 
-// The rows-shape grid: a column per part. The slots' weights are cached in shared memory
+// The rows-shape grid: a column per part (combine_kernel relies on it). The slots' weights are cached in shared memory
 // (kRowsPerCta x num_slots floats) where they fit, else recomputed per use.
 template <class Element, class S>
 cudaError_t launch_shape(const DecodeParams& p, size_t smem_optin, bool dependent,
