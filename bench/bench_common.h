@@ -63,6 +63,7 @@ struct Options {
   uint64_t seed = 2025;
   bool measure_ceilings = true;
   int settle_ms = 1000;  // idle time after the ceilings, before the first case
+  int l2_persist_mb = -1;  // L2 set-aside for persisting accesses, MiB (-1: leave the device's)
   std::string json_path;
   std::string commit;
 };

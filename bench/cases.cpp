@@ -43,7 +43,9 @@ void usage(const char* argv0) {
       "  --json PATH        write the results as JSON\n"
       "  --commit STR       commit recorded in the JSON (default: configure-time git HEAD)\n"
       "  --no-ceilings      skip the copy / GEMM ceilings (for sanitizer runs)\n"
-      "  --settle-ms N      idle time after the ceilings, for the SM clock to recover (default 1000)\n",
+      "  --settle-ms N      idle time after the ceilings, for the SM clock to recover (default 1000)\n"
+      "  --l2-persist-mb N  set aside N MiB of L2 for persisting (EVICT_LAST) accesses, capped at\n"
+      "                     the device's maximum (default: leave the device's setting)\n",
       argv0);
 }
 
@@ -202,6 +204,7 @@ Options parse_args(int argc, char** argv) {
       else if (arg == "--commit") opt.commit = value();
       else if (arg == "--no-ceilings") opt.measure_ceilings = false;
       else if (arg == "--settle-ms") opt.settle_ms = to_int(value(), arg);
+      else if (arg == "--l2-persist-mb") opt.l2_persist_mb = to_int(value(), arg);
       else throw std::invalid_argument("unknown argument '" + arg + "'");
     }
     if (opt.reps < 1 || opt.warmup < 0 || opt.verify_rows < 1 || opt.settle_ms < 0)

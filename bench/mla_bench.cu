@@ -267,11 +267,23 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (opt.l2_persist_mb >= 0) {
+    const size_t want = std::min(static_cast<size_t>(opt.l2_persist_mb) << 20,
+                                 static_cast<size_t>(prop.persistingL2CacheMaxSize));
+    BENCH_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, want));
+  }
+
   cudaStream_t stream = nullptr;
   BENCH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::printf("flash_mla_bench  commit %s  seed %llu  reps %d  warmup %d  cases %zu x %zu kernels\n",
               opt.commit.c_str(), static_cast<unsigned long long>(opt.seed), opt.reps, opt.warmup,
               opt.cases.size(), opt.kernels.size());
+  // A set-aside slowed every case measured, by up to 21% (docs/perf-notes.md, "Not kept: an L2
+  // set-aside for the partials"), so each run says what it had.
+  size_t persist = 0;
+  BENCH_CUDA_CHECK(cudaDeviceGetLimit(&persist, cudaLimitPersistingL2CacheSize));
+  std::printf("L2 set-aside for persisting accesses: %.1f MiB (device maximum %.1f MiB)\n",
+              persist / 1048576.0, prop.persistingL2CacheMaxSize / 1048576.0);
   const Ceilings ceilings = opt.measure_ceilings ? measure_ceilings(stream) : Ceilings{};
   if (ceilings.measured && opt.settle_ms > 0) {
     // The sustained GEMM leaves the GPU at its power cap and a low SM clock; without a pause the
