@@ -278,8 +278,9 @@ int main(int argc, char** argv) {
   std::printf("flash_mla_bench  commit %s  seed %llu  reps %d  warmup %d  cases %zu x %zu kernels\n",
               opt.commit.c_str(), static_cast<unsigned long long>(opt.seed), opt.reps, opt.warmup,
               opt.cases.size(), opt.kernels.size());
-  // A set-aside slowed every case measured, by up to 21% (docs/perf-notes.md, "Not kept: an L2
-  // set-aside for the partials"), so each run says what it had.
+  // A large set-aside slowed every case measured, by up to 21%, and the device's default is not
+  // 0 everywhere (docs/perf-notes.md, "Not kept: an L2 set-aside for the partials"), so each run
+  // says what it had.
   size_t persist = 0;
   BENCH_CUDA_CHECK(cudaDeviceGetLimit(&persist, cudaLimitPersistingL2CacheSize));
   std::printf("L2 set-aside for persisting accesses: %.1f MiB (device maximum %.1f MiB)\n",
