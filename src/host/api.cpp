@@ -89,7 +89,6 @@ Status current_device_info(DeviceInfo* info) {
         int ctas = 0;
         err = portable_occupancy(r, stages, &ctas);
         if (err != cudaSuccess) {
-          cudaGetLastError();
           return cuda_failure("occupancy query of the portable kernel", err);
         }
         cached.occupancy[r] = ctas;
@@ -98,7 +97,6 @@ Status current_device_info(DeviceInfo* info) {
       int ctas = 0;
       err = combine_adaptive_occupancy(&ctas);
       if (err != cudaSuccess) {
-        cudaGetLastError();
         return cuda_failure("occupancy query of the combine kernel", err);
       }
       d.combine_adaptive_wave = ctas * d.num_sms;

@@ -178,7 +178,6 @@ Status validate(const DecodeProblem& pr, const DecodeArgs& a, bool check_pointer
   if (check_pointers) {
     int device = -1;
     if (cudaError_t err = cudaGetDevice(&device); err != cudaSuccess) {
-      cudaGetLastError();
       return detail::cuda_failure("cudaGetDevice", err);
     }
     for (const Ptr& p : ptrs) {
