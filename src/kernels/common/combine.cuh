@@ -140,6 +140,89 @@ __device__ __forceinline__ void write_empty_row(const DecodeParams& p, int b, in
   write_row<Element, S>(p, b, g, row, chunk, lane, zero, INFINITY);
 }
 
+// Where one warp of merge_rows works: its lane, the CTA row and slot group it belongs to, and
+// whether that row exists.
+template <class S>
+struct MergeLane {
+  int lane, row_in_cta, group, row;
+  bool row_valid;
+  __device__ MergeLane(int row_base, int rows_per_kv)
+      : lane(threadIdx.x % 32),
+        row_in_cta(threadIdx.x / 32 / S::kSlotGroups),
+        group(threadIdx.x / 32 % S::kSlotGroups),
+        row(row_base + row_in_cta),
+        row_valid(row < rows_per_kv) {}
+  __device__ int row_thread() const { return group * 32 + lane; }  // within the row's warps
+  static constexpr int kRowThreads = 32 * S::kSlotGroups;
+};
+
+// The merged lse of one row (fixed-order reductions over the row's warps): the largest slot lse
+// and log of the sum of exp(slot lse - largest); .max is -inf when no piece has a valid key.
+struct RowLse {
+  float max, lse;
+};
+template <class S, class AccumRow>
+__device__ __forceinline__ RowLse merged_lse(const DecodeParams& p, const MergeLane<S>& at,
+                                             int count, AccumRow accum_row, float* scratch) {
+  float local_max = -INFINITY;
+  if (at.row_valid) {
+    for (int s = at.row_thread(); s < count; s += at.kRowThreads) {
+      local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
+    }
+  }
+  const float lse_max = row_reduce<S, true>(local_max, scratch, at.row_in_cta, at.group);
+  float local_sum = 0.f;
+  if (at.row_valid && lse_max != -INFINITY) {
+    for (int s = at.row_thread(); s < count; s += at.kRowThreads) {
+      local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
+    }
+  }
+  return {lse_max, lse_max + logf(row_reduce<S, false>(local_sum, scratch, at.row_in_cta, at.group))};
+}
+
+// acc = sum over this warp's slots (every kSlotGroups-th from its group, in order) of
+// weight(s) x the slot's columns of this lane.
+template <class S, class AccumRow, class Weight>
+__device__ __forceinline__ void add_slots(const DecodeParams& p, const MergeLane<S>& at, int count,
+                                          int chunk, AccumRow accum_row, Weight weight,
+                                          float4 (&acc)[S::kVecsPerLane]) {
+  constexpr int kVecStride = 32 * 4;  // floats between a lane's float4 vectors of one slot row
+  const float* src = p.o_accum + chunk * S::kColsPerWarp + at.lane * 4;
+#pragma unroll 2
+  for (int s = at.group; s < count; s += S::kSlotGroups) {
+    const float w = weight(s);
+    const float* slot = src + accum_row(s) * kHeadDimV;
+#pragma unroll
+    for (int v = 0; v < S::kVecsPerLane; ++v) {
+      const float4 x = *reinterpret_cast<const float4*>(slot + v * kVecStride);
+      acc[v].x += w * x.x; acc[v].y += w * x.y; acc[v].z += w * x.z; acc[v].w += w * x.w;
+    }
+  }
+}
+
+// Slot group 0's acc becomes the sum of every group's, added in group order.
+template <class S>
+__device__ __forceinline__ void sum_slot_groups(const MergeLane<S>& at,
+                                                float4 (&acc)[S::kVecsPerLane]) {
+  if constexpr (S::kSlotGroups > 1) {
+    __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
+#pragma unroll
+    for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[at.row_in_cta][at.group][at.lane][v] = acc[v];
+    __syncthreads();
+    if (at.group == 0) {
+#pragma unroll
+      for (int v = 0; v < S::kVecsPerLane; ++v) {
+        acc[v] = group_sums[at.row_in_cta][0][at.lane][v];
+#pragma unroll
+        for (int k = 1; k < S::kSlotGroups; ++k) {
+          const float4 x = group_sums[at.row_in_cta][k][at.lane][v];
+          acc[v].x += x.x; acc[v].y += x.y; acc[v].z += x.z; acc[v].w += x.w;
+        }
+      }
+    }
+  }
+}
+
 // Merges the slots first .. first + count - 1 of sequence b into out/lse for the CTA's rows
 // row_base .. row_base + kRowsPerCta - 1 of KV head g, column chunk `chunk`. Every thread of the
 // CTA calls it (barriers inside). kCachedWeights: the slots' weights are computed once into
@@ -149,34 +232,19 @@ template <class Element, class S, bool kCachedWeights = true>
 __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int first, int count,
                                            int row_base, int g, int chunk, float* weights) {
   __shared__ float scratch[S::kRowsPerCta * S::kSlotGroups];
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  const int row_in_cta = warp / S::kSlotGroups;
-  const int group = warp % S::kSlotGroups;
-  const int row = row_base + row_in_cta;
-  const bool row_valid = row < p.rows_per_kv;
+  const MergeLane<S> at(row_base, p.rows_per_kv);
   // Partial rows are 2 KiB apart, so their lines are whole when the workspace is 128-byte aligned
   // (the API asks only for 16).
   const bool discard_partials = (reinterpret_cast<uintptr_t>(p.o_accum) & 127) == 0;
-  auto accum_row = [&](int s) { return workspace_row(p, first + s, g, row); };
-  float* w_row = weights + row_in_cta * p.num_slots;
-  const int t_row = group * 32 + lane;  // thread index within the row's warps
-  constexpr int kRowThreads = 32 * S::kSlotGroups;
+  auto accum_row = [&](int s) { return workspace_row(p, first + s, g, at.row); };
 
-  float local_max = -INFINITY;
-  if (row_valid) {
-    for (int s = t_row; s < count; s += kRowThreads) local_max = fmaxf(local_max, p.lse_accum[accum_row(s)]);
-  }
-  const float lse_max = row_reduce<S, true>(local_max, scratch, row_in_cta, group);
-  float local_sum = 0.f;
-  if (row_valid && lse_max != -INFINITY) {
-    for (int s = t_row; s < count; s += kRowThreads) local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
-  }
-  const float lse = lse_max + logf(row_reduce<S, false>(local_sum, scratch, row_in_cta, group));
-  auto weight = [&](int s) { return expf(p.lse_accum[accum_row(s)] - lse); };
+  const RowLse lse = merged_lse(p, at, count, accum_row, scratch);
+  const bool any_key = at.row_valid && lse.max != -INFINITY;
+  auto weight = [&](int s) { return expf(p.lse_accum[accum_row(s)] - lse.lse); };
+  float* w_row = weights + at.row_in_cta * p.num_slots;
   if constexpr (kCachedWeights) {
-    if (row_valid && lse_max != -INFINITY) {
-      for (int s = t_row; s < count; s += kRowThreads) w_row[s] = weight(s);
+    if (any_key) {
+      for (int s = at.row_thread(); s < count; s += at.kRowThreads) w_row[s] = weight(s);
     }
     __syncthreads();
   }
@@ -184,43 +252,23 @@ __device__ __forceinline__ void merge_rows(const DecodeParams& p, int b, int fir
   float4 acc[S::kVecsPerLane];
 #pragma unroll
   for (int v = 0; v < S::kVecsPerLane; ++v) acc[v] = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (row_valid && lse_max != -INFINITY) {
-    const float* src = p.o_accum + chunk * S::kColsPerWarp + lane * 4;
-#pragma unroll 2
-    for (int s = group; s < count; s += S::kSlotGroups) {
-      const float w = kCachedWeights ? w_row[s] : weight(s);
-      const float* slot = src + accum_row(s) * kHeadDimV;
-#pragma unroll
-      for (int v = 0; v < S::kVecsPerLane; ++v) {
-        const float4 x = *reinterpret_cast<const float4*>(slot + v * 128);
-        acc[v].x += w * x.x; acc[v].y += w * x.y; acc[v].z += w * x.z; acc[v].w += w * x.w;
-      }
+  if (any_key) {
+    if constexpr (kCachedWeights) {
+      add_slots(p, at, count, chunk, accum_row, [&](int s) { return w_row[s]; }, acc);
+    } else {
+      add_slots(p, at, count, chunk, accum_row, weight, acc);
     }
   }
   __syncwarp();  // every lane's loads are done before any lane's discard
-  if (row_valid && discard_partials) discard_slot_rows<S>(p, group, count, chunk, lane, accum_row);
-  if constexpr (S::kSlotGroups > 1) {
-    __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
-#pragma unroll
-    for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[row_in_cta][group][lane][v] = acc[v];
-    __syncthreads();
-    if (group == 0) {
-#pragma unroll
-      for (int v = 0; v < S::kVecsPerLane; ++v) {
-        acc[v] = group_sums[row_in_cta][0][lane][v];
-#pragma unroll
-        for (int k = 1; k < S::kSlotGroups; ++k) {
-          const float4 x = group_sums[row_in_cta][k][lane][v];
-          acc[v].x += x.x; acc[v].y += x.y; acc[v].z += x.z; acc[v].w += x.w;
-        }
-      }
-    }
+  if (at.row_valid && discard_partials) {
+    discard_slot_rows<S>(p, at.group, count, chunk, at.lane, accum_row);
   }
-  if (row_valid && group == 0) {
-    if (lse_max == -INFINITY) {  // no valid key in any piece
-      write_empty_row<Element, S>(p, b, g, row, chunk, lane);
+  sum_slot_groups(at, acc);
+  if (at.row_valid && at.group == 0) {
+    if (lse.max == -INFINITY) {  // no valid key in any piece
+      write_empty_row<Element, S>(p, b, g, at.row, chunk, at.lane);
     } else {
-      write_row<Element, S>(p, b, g, row, chunk, lane, acc, lse);
+      write_row<Element, S>(p, b, g, at.row, chunk, at.lane, acc, lse.lse);
     }
   }
   __syncthreads();  // weights and group sums are reused by the next merge
@@ -404,7 +452,8 @@ __device__ __forceinline__ void write_empty_sequences(const DecodeParams& p) {
 }
 
 template <class Element>
-__global__ void __launch_bounds__(kAdaptiveThreads) combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
+__global__ void __launch_bounds__(kAdaptiveThreads)
+    combine_adaptive_kernel(const __grid_constant__ DecodeParams p) {
   extern __shared__ int64_t adaptive_smem[];
   // As combine_kernel: the work list comes from num_splits, which the split kernel does not
   // write; with nothing to merge only CTA 0 waits for the split kernel.
@@ -455,8 +504,9 @@ cudaError_t fit_dynamic_smem(size_t dynamic, size_t smem_optin, bool* fits) {
                               static_cast<int>(smem_optin - fixed));
 }
 
-// The rows-shape grid: a column per part (combine_kernel relies on it). The slots' weights are cached in shared memory
-// (kRowsPerCta x num_slots floats) where they fit, else recomputed per use.
+// The rows-shape grid: a column per part (combine_kernel relies on it). The slots' weights are
+// cached in shared memory (kRowsPerCta x num_slots floats) where they fit, else recomputed per
+// use.
 template <class Element, class S>
 cudaError_t launch_shape(const DecodeParams& p, size_t smem_optin, bool dependent,
                          cudaStream_t stream) {
