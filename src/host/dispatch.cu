@@ -72,10 +72,10 @@ cudaError_t combine_adaptive_occupancy(int* ctas_per_sm) {
 cudaError_t launch_combine(DType dtype, const DecodeParams& params, const DeviceInfo& dev,
                            bool dependent, cudaStream_t stream) {
   const int wave = dev.combine_adaptive_wave;
+  const size_t optin = dev.smem_optin;
   return dtype == DType::kBF16
-             ? combine::launch_combine<__nv_bfloat16>(params, wave, dev.smem_optin, dependent,
-                                                      stream)
-             : combine::launch_combine<__half>(params, wave, dev.smem_optin, dependent, stream);
+             ? combine::launch_combine<__nv_bfloat16>(params, wave, optin, dependent, stream)
+             : combine::launch_combine<__half>(params, wave, optin, dependent, stream);
 }
 
 }  // namespace detail

@@ -177,7 +177,8 @@ __device__ __forceinline__ RowLse merged_lse(const DecodeParams& p, const MergeL
       local_sum += expf(p.lse_accum[accum_row(s)] - lse_max);
     }
   }
-  return {lse_max, lse_max + logf(row_reduce<S, false>(local_sum, scratch, at.row_in_cta, at.group))};
+  const float sum = row_reduce<S, false>(local_sum, scratch, at.row_in_cta, at.group);
+  return {lse_max, lse_max + logf(sum)};
 }
 
 // acc = sum over this warp's slots (every kSlotGroups-th from its group, in order) of
@@ -207,7 +208,9 @@ __device__ __forceinline__ void sum_slot_groups(const MergeLane<S>& at,
   if constexpr (S::kSlotGroups > 1) {
     __shared__ float4 group_sums[S::kRowsPerCta][S::kSlotGroups][32][S::kVecsPerLane];
 #pragma unroll
-    for (int v = 0; v < S::kVecsPerLane; ++v) group_sums[at.row_in_cta][at.group][at.lane][v] = acc[v];
+    for (int v = 0; v < S::kVecsPerLane; ++v) {
+      group_sums[at.row_in_cta][at.group][at.lane][v] = acc[v];
+    }
     __syncthreads();
     if (at.group == 0) {
 #pragma unroll
