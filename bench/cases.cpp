@@ -207,9 +207,10 @@ Options parse_args(int argc, char** argv) {
       else if (arg == "--l2-persist-mb") opt.l2_persist_mb = to_int(value(), arg);
       else throw std::invalid_argument("unknown argument '" + arg + "'");
     }
-    if (opt.reps < 1 || opt.warmup < 0 || opt.verify_rows < 1 || opt.settle_ms < 0)
+    if (opt.reps < 1 || opt.warmup < 0 || opt.verify_rows < 1 || opt.settle_ms < 0 ||
+        (opt.l2_persist_mb < 0 && opt.l2_persist_mb != -1))
       throw std::invalid_argument(
-          "--reps and --verify-rows must be >= 1, --warmup and --settle-ms >= 0");
+          "--reps and --verify-rows must be >= 1, --warmup, --settle-ms and --l2-persist-mb >= 0");
   } catch (const std::exception& e) {
     bad_arg(argv[0], e.what());
   }
