@@ -491,12 +491,12 @@ cudaError_t static_smem_bytes(size_t* bytes) {
   return cudaSuccess;
 }
 
+inline constexpr size_t kDefaultSmemBytes = 48 * 1024;  // any launch, without an opt-in
+
 // Whether kKernel can launch with `dynamic` bytes of dynamic shared memory next to its static
 // arrays on a device whose CTAs may opt into `smem_optin` bytes in all; if so, and it needs more
 // than the default 48 KiB, the kernel is opted in as far as the device allows (the same value
 // from every caller, so concurrent calls agree).
-inline constexpr size_t kDefaultSmemBytes = 48 * 1024;  // any launch, without an opt-in
-
 template <auto kKernel>
 cudaError_t fit_dynamic_smem(size_t dynamic, size_t smem_optin, bool* fits) {
   size_t fixed = 0;
