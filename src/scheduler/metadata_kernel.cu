@@ -6,23 +6,156 @@
 // Phase 2  one record per part from C (binary searches, independent per part).
 // Phase 3  slot prefix over the pieces of each sequence, in place over C.
 // Phase 4  records turn piece indices into slots.
+// Where the line schedule would split a sequence and the batch is about a sequence a part, the
+// chain schedule (chain.h) replaces phases 2-4: a rank sort, one candidate fill per warp, and the
+// winner's slot prefix and records, a thread each.
 // __syncthreads between phases makes the global writes of one phase visible to the next
 // (CUDA C++ Programming Guide, "Synchronization Functions").
 #include <cub/block/block_scan.cuh>
 
 #include "scheduler/metadata.h"
+#include "scheduler/chain.h"
 #include "scheduler/schedule.h"
 
 namespace flash_mla::detail {
 namespace {
 
 constexpr int kThreads = 1024;
+using BlockScan = cub::BlockScan<int, kThreads>;
+
+// The chain schedule's shared memory (dynamic: more than the 48 KiB a static array may take).
+struct ChainShared {
+  int pages[sched::kChainMaxBatch];              // by sequence
+  int sorted_pages[sched::kChainMaxBatch];       // the nonempty ones, ascending
+  int sorted_batch[sched::kChainMaxBatch];       // those sequences, then the empty ones
+  int32_t num_splits[sched::kChainMaxBatch + 1];  // the winner's slot prefix
+  uint16_t count_le[sched::kChainMaxRoom + 1];    // sorted entries with at most r pages
+  uint16_t order[sched::kChainCandidates][sched::kChainMaxBatch];
+  uint32_t start[sched::kChainCandidates][sched::kChainMaxParts];
+  int32_t block[sched::kChainCandidates][sched::kChainMaxParts];
+  sched::ChainStats stats[sched::kChainCandidates];
+  int pick;
+};
+constexpr size_t kChainSmemBytes = sizeof(ChainShared);
+
+// The picker of chain_fill for one warp, every lane running the same fill: lane w holds the
+// free bits of sorted entries [32 w, 32 w + 32), and count_le turns a room into the number of
+// entries that fit. A step is a table read, two maxima over the warp (REDUX: the highest free
+// entry that fits, the highest free one) and the pages of the one taken.
+struct WarpChainPicker {
+  const int* sorted_pages;
+  const uint16_t* count_le;
+  int max_room;
+  int lane;
+  uint32_t free_bits;
+
+  __device__ int take(int room, bool* whole, int* pages) {
+    const int rel = count_le[min(room, max_room)] - 32 * lane;
+    const uint32_t below = rel >= 32 ? ~0u : rel <= 0 ? 0u : (1u << rel) - 1u;
+    const uint32_t fits = free_bits & below;
+    const int my_fit = fits != 0 ? 32 * lane + 31 - __clz(static_cast<int>(fits)) : -1;
+    const int my_any = free_bits != 0 ? 32 * lane + 31 - __clz(static_cast<int>(free_bits)) : -1;
+    const int fit = __reduce_max_sync(0xffffffffu, my_fit);
+    const int any = __reduce_max_sync(0xffffffffu, my_any);
+    *whole = fit >= 0;
+    const int k = *whole ? fit : any;
+    if (lane == k >> 5) free_bits &= ~(1u << (k & 31));
+    *pages = sorted_pages[k];
+    return k;
+  }
+};
+
+// The number of entries of sorted[0, n) that are <= x.
+__device__ int count_at_most(const int* sorted, int n, int x) {
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (sorted[mid] <= x) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+// The chain schedule of chain.h, by every thread of the CTA: a rank sort, one candidate fill per
+// warp (each writing its trace), then the winner's slot prefix and records, a thread each.
+// Returns whether it was written (false: no fill fits num_parts, the line schedule follows).
+__device__ bool chain_schedule(const int32_t* cache_seqlens, int batch, int overhead,
+                               int total_cost, int num_parts, int32_t* metadata,
+                               int32_t* num_splits, ChainShared& sh,
+                               BlockScan::TempStorage& scan_storage) {
+  static_assert(sched::kChainMaxBatch <= kThreads && sched::kChainMaxParts <= kThreads);
+  static_assert(sched::kChainCandidates <= kThreads / 32 && sched::kChainWords <= 32);
+  const int tid = threadIdx.x;
+  const int mine = tid < batch ? sched::num_page_blocks(cache_seqlens[tid]) : 0;
+  if (tid < batch) sh.pages[tid] = mine;
+  const int n = __syncthreads_count(mine > 0);
+  // Rank of (pages, batch) among the nonempty sequences; empty ones after them in batch order.
+  if (tid < batch) {
+    int rank = 0;
+    for (int j = 0; j < batch; ++j) {
+      const int pj = sh.pages[j];
+      if (mine > 0) rank += pj > 0 && (pj < mine || (pj == mine && j < tid));
+      else rank += pj == 0 && j < tid;
+    }
+    if (mine > 0) sh.sorted_pages[rank] = mine;
+    else rank += n;
+    sh.sorted_batch[rank] = tid;
+  }
+  __syncthreads();
+  const int max_room = sched::chain_max_room(total_cost, num_parts, overhead);
+  for (int r = tid; r <= max_room; r += kThreads) {
+    sh.count_le[r] = static_cast<uint16_t>(count_at_most(sh.sorted_pages, n, r));
+  }
+  __syncthreads();
+
+  const int warp = tid / 32, lane = tid % 32;
+  if (warp < sched::kChainCandidates) {
+    const int first = 32 * lane;
+    const int have = min(max(n - first, 0), 32);
+    WarpChainPicker picker{sh.sorted_pages, sh.count_le, max_room, lane,
+                           have == 32 ? ~0u : (1u << have) - 1u};
+    const sched::ChainTrace trace{sh.order[warp], sh.start[warp], sh.block[warp]};
+    const int base = sched::chain_base_target(total_cost, num_parts, overhead);
+    const sched::ChainStats stats = sched::chain_fill(
+        picker, n, overhead, sched::chain_candidate_target(base, warp),
+        sched::chain_candidate_tolerance(warp), num_parts, trace, lane == 0);
+    if (lane == 0) sh.stats[warp] = stats;
+  }
+  if (tid <= batch) sh.num_splits[tid] = 0;
+  __syncthreads();
+  if (tid == 0) sh.pick = sched::chain_pick(sh.stats, num_parts);
+  __syncthreads();
+  const int pick = sh.pick;
+  if (pick < 0) return false;
+
+  const sched::ChainTrace trace{sh.order[pick], sh.start[pick], sh.block[pick]};
+  const int parts = sh.stats[pick].parts;
+  if (tid < parts) {
+    const int slots = sched::chain_slots_closed_by(trace, tid);
+    if (slots > 0) {
+      const int pos = sched::chain_start_pos(trace.start[tid]);
+      sh.num_splits[sched::chain_walk_batch(trace, sh.sorted_batch, n, pos)] = slots;
+    }
+  }
+  __syncthreads();
+  int before, total_slots;  // batch < kThreads: one chunk
+  BlockScan(scan_storage).ExclusiveSum(tid < batch ? sh.num_splits[tid] : 0, before, total_slots);
+  __syncthreads();
+  if (tid < batch) sh.num_splits[tid] = before;
+  if (tid == 0) sh.num_splits[batch] = total_slots;
+  __syncthreads();
+  if (tid <= batch) num_splits[tid] = sh.num_splits[tid];
+  for (int p = tid; p < num_parts; p += kThreads) {
+    sched::chain_record(trace, parts, sh.sorted_batch, n, batch, num_parts, sh.num_splits, p,
+                        metadata + p * sched::kNumFields);
+  }
+  return true;
+}
 
 __global__ void __launch_bounds__(kThreads)
     metadata_kernel(const int32_t* cache_seqlens, int batch, int rows_per_kv_head, int num_parts,
                     int32_t* metadata, int32_t* num_splits) {
-  using BlockScan = cub::BlockScan<int, kThreads>;
   __shared__ typename BlockScan::TempStorage scan_storage;
+  extern __shared__ __align__(16) unsigned char chain_smem[];
   __shared__ int carry;
   __shared__ uint32_t split_any;
   __shared__ int max_blocks;
@@ -77,6 +210,12 @@ __global__ void __launch_bounds__(kThreads)
   if (tid == 0) num_splits[batch] = carry;
   __syncthreads();
   const int width = sched::choose_width(w0, split_any, slack);
+  const bool line_splits = ((split_any >> (width - w0)) & 1u) != 0;
+  if (sched::use_chain(batch, num_parts, rows_per_kv_head, line_splits, carry) &&
+      chain_schedule(cache_seqlens, batch, overhead, carry, num_parts, metadata, num_splits,
+                     *reinterpret_cast<ChainShared*>(chain_smem), scan_storage)) {
+    return;
+  }
 
   // Phase 2: records (piece indices for now).
   for (int p = tid; p < num_parts; p += kThreads) {
@@ -116,8 +255,13 @@ __global__ void __launch_bounds__(kThreads)
 cudaError_t launch_metadata_kernel(const int32_t* cache_seqlens, int batch, int rows_per_kv_head,
                                    int num_parts, int32_t* metadata, int32_t* num_splits,
                                    cudaStream_t stream) {
-  metadata_kernel<<<1, kThreads, 0, stream>>>(cache_seqlens, batch, rows_per_kv_head, num_parts,
-                                              metadata, num_splits);
+  if (cudaError_t err = cudaFuncSetAttribute(
+          metadata_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kChainSmemBytes);
+      err != cudaSuccess) {
+    return err;
+  }
+  metadata_kernel<<<1, kThreads, kChainSmemBytes, stream>>>(
+      cache_seqlens, batch, rows_per_kv_head, num_parts, metadata, num_splits);
   return cudaGetLastError();
 }
 

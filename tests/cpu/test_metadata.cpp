@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/chain.h"
 #include "scheduler/metadata.h"
 #include "scheduler/schedule.h"
 
@@ -33,29 +34,38 @@ struct Schedule {
 };
 
 // Runs the host schedule and walks every record the way the decode kernel reads it.
-Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int rows = 16) {
+Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int rows = 16,
+                       bool allow_chain = true) {
   const int batch = static_cast<int>(seqlens.size());
   Schedule s;
   s.metadata.assign(static_cast<size_t>(num_parts) * sched::kNumFields, -7);
   s.num_splits.assign(batch + 1, -7);
   detail::compute_metadata_host(seqlens.data(), batch, rows, num_parts, s.metadata.data(),
-                                s.num_splits.data());
+                                s.num_splits.data(), allow_chain);
+  const bool chain = sched::is_chain(s.metadata.data());
   for (int p = 0; p < num_parts; ++p) {
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
-    if (field(record, Field::kIdle)) continue;
-    const int begin_batch = field(record, Field::kBeginBatch);
-    const int end_batch = field(record, Field::kEndBatch);
+    const int begin_pos = field(record, Field::kBeginBatch);
+    const int end_pos = field(record, Field::kEndBatch);
+    if (chain ? begin_pos == end_pos && field(record, Field::kBeginBlock) ==
+                                            field(record, Field::kEndBlock)
+              : field(record, Field::kIdle) != 0) {
+      continue;
+    }
     bool first = true;
-    for (int b = begin_batch; b <= std::min(end_batch, batch - 1); ++b) {
-      const int j0 = b == begin_batch ? field(record, Field::kBeginBlock) : 0;
-      const int j1 = b == end_batch ? field(record, Field::kEndBlock)
-                                    : static_cast<int>(blocks_of(seqlens[b]));
+    for (int x = begin_pos; x <= std::min(end_pos, batch - 1); ++x) {
+      const int b = chain ? sched::chain_batch(s.metadata.data(), num_parts, x) : x;
+      EXPECT_TRUE(b >= 0 && b < batch) << "part " << p << ", position " << x;
+      if (b < 0 || b >= batch) continue;
+      const int j0 = x == begin_pos ? field(record, Field::kBeginBlock) : 0;
+      const int j1 = x == end_pos ? field(record, Field::kEndBlock)
+                                  : static_cast<int>(blocks_of(seqlens[b]));
       if (j0 >= j1) continue;
       const bool split = s.num_splits[b + 1] - s.num_splits[b] > 0;
       const int first_slot = field(record, Field::kFirstSlot);
       const int slot = !split ? -1
-                       : (b == begin_batch && first_slot >= 0) ? first_slot
-                                                               : s.num_splits[b];
+                       : (x == begin_pos && first_slot >= 0) ? first_slot
+                                                             : s.num_splits[b];
       s.segments.push_back({p, b, j0, j1, slot, first});
       first = false;
     }
@@ -87,6 +97,38 @@ int64_t expected_width(const std::vector<int64_t>& prefix, int num_parts, int ro
   return balanced;
 }
 
+// pages + overhead per segment of each part (the cost chain.h balances).
+std::vector<int64_t> part_loads(const Schedule& s, int num_parts, int rows) {
+  std::vector<int64_t> load(num_parts, 0);
+  for (const Segment& seg : s.segments) {
+    load[seg.part] += seg.j1 - seg.j0 + sched::fixed_overhead_blocks(rows);
+  }
+  return load;
+}
+
+// A chain schedule's balance: no part above the largest target tried (chain.h), and a split
+// sequence's pieces in consecutive parts, the first one last in its part.
+void check_chain_loads(const Schedule& s, const std::vector<int32_t>& seqlens, int num_parts,
+                       int rows) {
+  const int overhead = sched::fixed_overhead_blocks(rows);
+  int64_t total = 0;
+  for (int32_t len : seqlens) total += blocks_of(len) > 0 ? blocks_of(len) + overhead : 0;
+  const int64_t bound =
+      sched::chain_base_target(static_cast<int>(total), num_parts, overhead) +
+      sched::kChainTargets - 1;
+  const std::vector<int64_t> load = part_loads(s, num_parts, rows);
+  for (int p = 0; p < num_parts; ++p) ASSERT_LE(load[p], bound) << "part " << p;
+  std::vector<std::vector<const Segment*>> by_batch(seqlens.size());
+  for (const Segment& seg : s.segments) by_batch[seg.batch].push_back(&seg);
+  for (size_t b = 0; b < by_batch.size(); ++b) {
+    const auto& pieces = by_batch[b];
+    for (size_t k = 1; k < pieces.size(); ++k) {
+      ASSERT_EQ(pieces[k]->part, pieces[k - 1]->part + 1) << "b=" << b;
+      ASSERT_TRUE(pieces[k]->first_of_part) << "b=" << b;
+    }
+  }
+}
+
 // Checks every property of one schedule; `what` names the case in failure messages.
 void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const std::string& what,
                     int rows = 16) {
@@ -99,13 +141,34 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   for (int b = 0; b < batch; ++b) ASSERT_LE(s.num_splits[b], s.num_splits[b + 1]) << "b=" << b;
   EXPECT_LE(s.num_splits[batch], 2 * num_parts);
 
-  // Records: the consistency tag, and idle exactly when the part has no block.
+  // Records: the consistency tag, and idle exactly when the part has no block. A chain schedule
+  // keeps its walk order in kIdle of records [0, batch) and kNumParts of records [0, batch - P),
+  // a permutation of the batch.
+  const bool chain = sched::is_chain(s.metadata.data());
+  if (chain) {
+    const int overhead = sched::fixed_overhead_blocks(rows);
+    int total = 0;
+    for (int32_t len : seqlens) total += sched::sequence_cost(len, overhead);
+    ASSERT_TRUE(sched::use_chain(batch, num_parts, rows, true, total));
+    std::vector<int> seen(batch, 0);
+    for (int x = 0; x < batch; ++x) {
+      const int b = sched::chain_batch(s.metadata.data(), num_parts, x);
+      ASSERT_TRUE(b >= 0 && b < batch) << "position " << x;
+      ASSERT_EQ(++seen[b], 1) << "b=" << b << " twice in the walk order";
+    }
+  }
   std::vector<int> segments_per_part(num_parts, 0);
   for (const Segment& seg : s.segments) ++segments_per_part[seg.part];
   for (int p = 0; p < num_parts; ++p) {
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
-    ASSERT_EQ(field(record, Field::kNumParts), num_parts) << "part " << p;
-    if (!field(record, Field::kIdle)) {
+    if (!chain || p + num_parts >= batch) {
+      ASSERT_EQ(field(record, Field::kNumParts), num_parts) << "part " << p;
+    }
+    const bool empty_range =
+        field(record, Field::kBeginBatch) == field(record, Field::kEndBatch) &&
+        field(record, Field::kBeginBlock) == field(record, Field::kEndBlock);
+    const bool idle = chain ? empty_range : field(record, Field::kIdle) != 0;
+    if (!idle) {
       EXPECT_GT(segments_per_part[p], 0) << "part " << p;
     }
   }
@@ -124,7 +187,9 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
       continue;
     }
     ASSERT_LT(cb, batch) << "part " << p;
-    EXPECT_EQ(cb, field(record, Field::kBeginBatch)) << "part " << p;
+    const int begin = field(record, Field::kBeginBatch);
+    EXPECT_EQ(cb, chain ? sched::chain_batch(s.metadata.data(), num_parts, begin) : begin)
+        << "part " << p;
     ++combined_by[cb];
   }
   for (int b = 0; b < batch; ++b) {
@@ -165,6 +230,10 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   // segment that starts at block 0", of which only the part's first segment can lose some to
   // the previous part) never exceed W.
   const int overhead = sched::fixed_overhead_blocks(rows);
+  if (chain) {
+    check_chain_loads(s, seqlens, num_parts, rows);
+    return;
+  }
   std::vector<int64_t> prefix(batch + 1, 0);
   for (int b = 0; b < batch; ++b) {
     const int64_t n = blocks_of(seqlens[b]);
@@ -346,6 +415,94 @@ TEST(Metadata, ShortSequencesAreNotSplit) {
   const Schedule s = make_and_walk(std::vector<int32_t>(128, 10), 132);
   EXPECT_EQ(s.num_splits[128], 0);
   EXPECT_EQ(s.segments.size(), 128u);
+}
+
+// Lengths as the bench draws them for the SPEC sweep's variable cells: Normal(s_k, s_k / 2),
+// truncated at 0.
+std::vector<int32_t> normal_seqlens(int batch, int seqlen_k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(seqlen_k, seqlen_k / 2.0);
+  std::vector<int32_t> seqlens(batch);
+  for (int32_t& len : seqlens) len = std::max(0, static_cast<int>(normal(rng)));
+  return seqlens;
+}
+
+int split_pieces(const Schedule& s) {
+  int pieces = 0;
+  for (const Segment& seg : s.segments) pieces += seg.slot >= 0;
+  return pieces;
+}
+
+// Mixed lengths at 33-128 rows, about a sequence a part: the chain schedule replaces the line
+// one, with fewer split pieces and no larger a part (for these seeded batches; chain.h does not
+// promise the latter in general).
+TEST(Metadata, ChainScheduleSplitsLessWithMixedLengths) {
+  struct Case { int rows, num_parts; };
+  for (const Case& c : {Case{33, 132}, Case{64, 132}, Case{128, 66}}) {
+    for (int seqlen_k : {1024, 4096, 16384}) {
+      for (uint32_t seed : {1u, 2u, 3u}) {
+        const std::string what = "rows " + std::to_string(c.rows) + ", s_k " +
+                                 std::to_string(seqlen_k) + ", seed " + std::to_string(seed);
+        SCOPED_TRACE(what);
+        const std::vector<int32_t> seqlens = normal_seqlens(128, seqlen_k, seed);
+        check_schedule(seqlens, c.num_parts, what, c.rows);
+        if (HasFatalFailure()) return;
+        const Schedule chain = make_and_walk(seqlens, c.num_parts, c.rows);
+        const Schedule line = make_and_walk(seqlens, c.num_parts, c.rows, false);
+        ASSERT_TRUE(sched::is_chain(chain.metadata.data()));
+        ASSERT_FALSE(sched::is_chain(line.metadata.data()));
+        EXPECT_LT(split_pieces(chain), split_pieces(line));
+        const std::vector<int64_t> a = part_loads(chain, c.num_parts, c.rows);
+        const std::vector<int64_t> b = part_loads(line, c.num_parts, c.rows);
+        EXPECT_LE(*std::max_element(a.begin(), a.end()), *std::max_element(b.begin(), b.end()));
+      }
+    }
+  }
+}
+
+// Where the chain schedule is not used: 32 rows or fewer, one sequence, batches the line
+// schedule serves whole, more sequences than the records can order (2 P - 1), fewer than 3/4 of
+// a sequence a part, more parts or longer sequences than the device's buffers hold.
+TEST(Metadata, ChainScheduleOnlyWhereItApplies) {
+  const std::vector<int32_t> mixed = normal_seqlens(128, 4096, 7);
+  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 132, 16).metadata.data()));
+  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 132, 32).metadata.data()));
+  EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 132, 33).metadata.data()));
+  EXPECT_FALSE(sched::is_chain(make_and_walk({100000}, 132, 64).metadata.data()));
+  EXPECT_FALSE(
+      sched::is_chain(make_and_walk(std::vector<int32_t>(128, 4096), 132, 64).metadata.data()));
+  EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 65, 64).metadata.data()));   // 128 <= 129
+  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 64, 64).metadata.data()));  // 128 > 127
+  EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 170, 64).metadata.data()));  // 4 * 128 >= 510
+  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 171, 64).metadata.data()));  // 512 < 513
+  const std::vector<int32_t> many = normal_seqlens(300, 4096, 7);
+  EXPECT_TRUE(sched::is_chain(make_and_walk(many, 256, 64).metadata.data()));
+  EXPECT_FALSE(sched::is_chain(make_and_walk(many, 257, 64).metadata.data()));  // > kChainMaxParts
+  EXPECT_FALSE(sched::is_chain(
+      make_and_walk(normal_seqlens(128, 1 << 20, 7), 132, 64).metadata.data()));  // room > 8191
+}
+
+// Random batches of 2 to 263 sequences, edge lengths and empty ones included, at 64 and 128
+// rows: every property check_schedule knows, on chain schedules where they apply.
+TEST(Metadata, ChainScheduleRandomBatches) {
+  std::mt19937 rng(20261122);
+  int chains = 0;
+  for (int batch : {2, 3, 7, 33, 50, 64, 99, 131, 200, 263}) {
+    for (int num_parts : {3, 66, 132}) {
+      for (int rows : {64, 128}) {
+        for (int trial = 0; trial < 10; ++trial) {
+          const std::vector<int32_t> seqlens = random_seqlens(batch, rng);
+          const std::string what = "batch " + std::to_string(batch) + ", parts " +
+                                   std::to_string(num_parts) + ", rows " + std::to_string(rows) +
+                                   ", trial " + std::to_string(trial);
+          check_schedule(seqlens, num_parts, what, rows);
+          if (HasFatalFailure()) return;
+          chains += sched::is_chain(make_and_walk(seqlens, num_parts, rows).metadata.data());
+        }
+      }
+    }
+  }
+  EXPECT_GT(chains, 100);  // the cases above are mostly chain schedules
 }
 
 }  // namespace

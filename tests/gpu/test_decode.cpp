@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "gpu/gpu_test_utils.h"
+#include "scheduler/chain.h"
+#include "scheduler/metadata.h"
 
 namespace flash_mla::test {
 namespace {
@@ -160,7 +162,42 @@ std::vector<DecodeCase> decode_cases() {
     list.add("parts" + std::to_string(parts), {9000, 100, 2500}, 16, 2, 1, true);
     list.edit_last([parts](DecodeCase& c) { c.num_sm_parts = parts; });
   }
+
+  // The chain schedule (scheduler/chain.h): about a sequence a part with mixed lengths at 64
+  // and 128 rows, the walk taking the sequences out of batch order and most parts a piece of a
+  // cut one (sampled rows). Explicit part counts keep these chain schedules on any GPU;
+  // ChainCasesTakeTheChainSchedule checks that they do.
+  list.add("chain_b100_M64", random_lengths(100, 0, 3000, 100), 64, 1);
+  list.edit_last([](DecodeCase& c) { c.num_sm_parts = 132; c.sampled_rows = 600; });
+  list.add("chain_b60_M128_sq2_causal", random_lengths(60, 0, 3000, 60), 64, 2, 1, true);
+  list.edit_last([](DecodeCase& c) { c.num_sm_parts = 66; c.sampled_rows = 600; });
+  list.add("chain_b20_M64_parts16", random_lengths(20, 0, 5000, 20), 64, 1);
+  list.edit_last([](DecodeCase& c) { c.num_sm_parts = 16; });
+  list.add("chain_b20_M64_parts16", random_lengths(20, 0, 5000, 20), 64, 1);
+  list.edit_last([](DecodeCase& c) {
+    c.num_sm_parts = 16;
+    use_portable(c);
+  });
   return list.cases();
+}
+
+// The grid's chain cases take the chain schedule (its host twin, which the device kernel
+// equals: test_metadata_gpu.cpp), so they test the decode kernels' walk of it.
+TEST(DecodeGrid, ChainCasesTakeTheChainSchedule) {
+  int chains = 0;
+  for (const DecodeCase& c : decode_cases()) {
+    if (c.name.rfind("chain_", 0) != 0) continue;
+    const int batch = static_cast<int>(c.shape.seqlens.size());
+    const int rows = c.shape.seqlen_q * c.shape.num_heads_q / c.shape.num_heads_kv;
+    std::vector<int32_t> metadata(static_cast<size_t>(c.num_sm_parts) * kMetadataFields);
+    std::vector<int32_t> splits(batch + 1);
+    detail::compute_metadata_host(c.shape.seqlens.data(), batch, rows, c.num_sm_parts,
+                                  metadata.data(), splits.data());
+    EXPECT_TRUE(sched::is_chain(metadata.data())) << c.name;
+    EXPECT_GT(splits[batch], 0) << c.name << ": nothing split";
+    ++chains;
+  }
+  EXPECT_EQ(chains, 8);
 }
 
 class DecodeVsReference : public ::testing::TestWithParam<DecodeCase> {};

@@ -2,11 +2,13 @@
 // the schedule's properties themselves are tested on the host (tests/cpu/test_metadata.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "gpu/gpu_test_utils.h"
+#include "scheduler/chain.h"
 #include "scheduler/metadata.h"
 
 namespace flash_mla::test {
@@ -89,6 +91,39 @@ TEST(MetadataGpu, EdgeLengthsMatchHostTwin) {
       }
     }
     expect_device_matches_host(mixed_lengths(4096, rows), 132, nullptr, rows);
+  }
+}
+
+// The chain schedule (scheduler/chain.h): mixed lengths and the bench's Normal(s_k, s_k / 2)
+// lengths at 32-128 rows, from the fewest sequences it takes (3/4 of a sequence a part) to the
+// most (2 P - 1), up to the most parts it takes. At least one case of each shape must take it,
+// or this test would not be testing it.
+TEST(MetadataGpu, ChainScheduleMatchesHostTwin) {
+  FLASH_MLA_SKIP_WITHOUT_GPU();
+  struct Shape { int batch, num_parts; };
+  for (const Shape& shape : {Shape{3, 4}, Shape{7, 6}, Shape{50, 66}, Shape{128, 66},
+                             Shape{131, 66}, Shape{99, 132}, Shape{128, 132}, Shape{263, 132},
+                             Shape{511, 256}}) {
+    int chains = 0;
+    for (int rows : {32, 64, 128}) {
+      for (int kind = 0; kind < 2; ++kind) {
+        std::vector<int32_t> seqlens =
+            mixed_lengths(shape.batch, 77 * shape.batch + rows + shape.num_parts);
+        if (kind == 1) {
+          std::mt19937_64 rng(shape.batch + shape.num_parts + rows);
+          std::normal_distribution<double> normal(4096, 2048);
+          for (int32_t& len : seqlens) len = std::max(0, static_cast<int>(normal(rng)));
+        }
+        std::vector<int32_t> metadata(static_cast<size_t>(shape.num_parts) * kMetadataFields);
+        std::vector<int32_t> splits(shape.batch + 1);
+        detail::compute_metadata_host(seqlens.data(), shape.batch, rows, shape.num_parts,
+                                      metadata.data(), splits.data());
+        chains += sched::is_chain(metadata.data());
+        expect_device_matches_host(seqlens, shape.num_parts, nullptr, rows);
+        if (HasFatalFailure()) return;
+      }
+    }
+    EXPECT_GT(chains, 0) << "batch " << shape.batch << ", parts " << shape.num_parts;
   }
 }
 

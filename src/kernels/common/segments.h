@@ -7,6 +7,7 @@
 
 #include "kernels/common/ptx.h"
 #include "kernels/params.h"
+#include "scheduler/chain.h"
 #include "scheduler/schedule.h"
 
 namespace flash_mla {
@@ -58,27 +59,38 @@ __device__ __forceinline__ void allow_combine_if_nothing_split(const DecodeParam
 }
 
 // Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an
-// idle record). Every role of a CTA makes the same walk. Pages are the scheduler's.
+// idle record). Every role of a CTA makes the same walk. Pages are the scheduler's. A chain
+// schedule (scheduler/chain.h) stores a walk order: its records' begin and end are positions in
+// it, and position x holds sequence chain_batch(x); otherwise position x is sequence x.
 template <class Fn>
 __device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part, Fn&& fn) {
   using sched::Field;
-  if (record_field(p, part, Field::kIdle) != 0) return;
-  const int begin_batch = record_field(p, part, Field::kBeginBatch);
+  const int begin_pos = record_field(p, part, Field::kBeginBatch);
   const int begin_block = record_field(p, part, Field::kBeginBlock);
-  const int end_batch = record_field(p, part, Field::kEndBatch);
+  const int end_pos = record_field(p, part, Field::kEndBatch);
   const int end_block = record_field(p, part, Field::kEndBlock);
   const int first_slot = record_field(p, part, Field::kFirstSlot);
-  for (int b = begin_batch; b <= end_batch && b < p.batch; ++b) {
+  if (sched::is_chain(p.metadata) ? begin_pos == end_pos && begin_block == end_block
+                                  : record_field(p, part, Field::kIdle) != 0) {
+    return;
+  }
+  for (int x = begin_pos; x <= end_pos && x < p.batch; ++x) {
+    // Read per segment rather than kept in a register across fn (the portable kernel's 32-row
+    // configuration has none to spare). A chain's order holds at most 2 P - 1 positions.
+    const bool chain = sched::is_chain(p.metadata);
+    if (chain && x >= 2 * p.num_sm_parts - 1) break;  // inconsistent metadata
+    const int b = chain ? sched::chain_batch(p.metadata, p.num_sm_parts, x) : x;
+    if (b < 0 || b >= p.batch) continue;  // inconsistent metadata: never index out of bounds
     const int seqlen = max(p.cache_seqlens[b], 0);
     const int num_blocks = sched::num_page_blocks(seqlen);
-    const int j0 = b == begin_batch ? begin_block : 0;
+    const int j0 = x == begin_pos ? begin_block : 0;
     // Clamped so that metadata from other lengths can never walk past the used blocks.
-    const int j1 = min(b == end_batch ? end_block : num_blocks, num_blocks);
+    const int j1 = min(x == end_pos ? end_block : num_blocks, num_blocks);
     if (j0 >= j1) continue;
     const bool split = p.num_splits[b + 1] > p.num_splits[b];
     const int slot = !split ? -1
-                     : (b == begin_batch && first_slot >= 0) ? first_slot
-                                                             : p.num_splits[b];
+                     : (x == begin_pos && first_slot >= 0) ? first_slot
+                                                          : p.num_splits[b];
     if (slot >= p.num_slots) continue;  // inconsistent metadata: never write out of bounds
     fn(Segment{b, seqlen, j0 * sched::kPageBlock, min(j1 * sched::kPageBlock, seqlen), slot});
   }
