@@ -57,12 +57,12 @@ bool chain_schedule(const int32_t* cache_seqlens, int batch, int overhead, int t
 
   const int base = sched::chain_base_target(total_cost, num_parts, overhead);
   std::vector<uint16_t> order(static_cast<size_t>(sched::kChainCandidates) * batch);
-  std::vector<uint32_t> start(static_cast<size_t>(sched::kChainCandidates) * (num_parts + 1));
+  std::vector<uint32_t> start(static_cast<size_t>(sched::kChainCandidates) * num_parts);
   std::vector<int32_t> block(start.size());
   auto trace_of = [&](int c) {
     return sched::ChainTrace{order.data() + static_cast<size_t>(c) * batch,
-                             start.data() + static_cast<size_t>(c) * (num_parts + 1),
-                             block.data() + static_cast<size_t>(c) * (num_parts + 1)};
+                             start.data() + static_cast<size_t>(c) * num_parts,
+                             block.data() + static_cast<size_t>(c) * num_parts};
   };
   std::vector<sched::ChainStats> stats(sched::kChainCandidates);
   for (int c = 0; c < sched::kChainCandidates; ++c) {

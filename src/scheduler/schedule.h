@@ -51,6 +51,8 @@ FLASH_MLA_HD int fixed_overhead_blocks(int rows_per_kv_head) {
 }
 
 // Fields of one [8] int32 metadata record.
+// A chain schedule (chain.h) reads begin / end batch as positions in its walk order, and keeps
+// that order in kIdle and kNumParts; idle is begin == end in either schedule.
 enum class Field : int {
   kBeginBatch = 0,  // first sequence of the part
   kBeginBlock = 1,  // first page block of kBeginBatch

@@ -47,10 +47,9 @@ Schedule make_and_walk(const std::vector<int32_t>& seqlens, int num_parts, int r
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
     const int begin_pos = field(record, Field::kBeginBatch);
     const int end_pos = field(record, Field::kEndBatch);
-    if (chain ? begin_pos == end_pos && field(record, Field::kBeginBlock) ==
-                                            field(record, Field::kEndBlock)
-              : field(record, Field::kIdle) != 0) {
-      continue;
+    if (begin_pos == end_pos &&
+        field(record, Field::kBeginBlock) == field(record, Field::kEndBlock)) {
+      continue;  // idle
     }
     bool first = true;
     for (int x = begin_pos; x <= std::min(end_pos, batch - 1); ++x) {

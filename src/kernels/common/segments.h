@@ -59,9 +59,10 @@ __device__ __forceinline__ void allow_combine_if_nothing_split(const DecodeParam
 }
 
 // Calls fn(segment) for each segment of scheduling record `part`, in order (nothing for an
-// idle record). Every role of a CTA makes the same walk. Pages are the scheduler's. A chain
-// schedule (scheduler/chain.h) stores a walk order: its records' begin and end are positions in
-// it, and position x holds sequence chain_batch(x); otherwise position x is sequence x.
+// idle record: begin == end, in either schedule). Every role of a CTA makes the same walk. Pages
+// are the scheduler's. A chain schedule (scheduler/chain.h) stores a walk order: its records'
+// begin and end are positions in it, and position x holds sequence chain_batch(x); otherwise
+// position x is sequence x.
 template <class Fn>
 __device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part, Fn&& fn) {
   using sched::Field;
@@ -70,10 +71,7 @@ __device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part
   const int end_pos = record_field(p, part, Field::kEndBatch);
   const int end_block = record_field(p, part, Field::kEndBlock);
   const int first_slot = record_field(p, part, Field::kFirstSlot);
-  if (sched::is_chain(p.metadata) ? begin_pos == end_pos && begin_block == end_block
-                                  : record_field(p, part, Field::kIdle) != 0) {
-    return;
-  }
+  if (begin_pos == end_pos && begin_block == end_block) return;
   for (int x = begin_pos; x <= end_pos && x < p.batch; ++x) {
     // Read per segment rather than kept in a register across fn (the portable kernel's 32-row
     // configuration has none to spare). A chain's order holds at most 2 P - 1 positions.
