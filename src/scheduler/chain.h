@@ -22,9 +22,10 @@
 // record on its own.
 //
 // The walk order is a permutation of the batch, kept in the records themselves: record fields
-// kBeginBatch / kEndBatch hold positions in that order, and position i's sequence is stored as
-// -1 - b in field kIdle of record i (i < P) or field kNumParts of record i - P. A negative kIdle
-// in record 0 marks the mode. So the chain schedule needs batch <= 2 P - 1; use_chain() says
+// kBeginBatch / kEndBatch hold positions in that order, and positions 2w and 2w + 1 share order
+// word w (16 bits each, bit 31 set), which is field kIdle of record w (w < P) or field kNumParts
+// of record w - P; the last record keeps its kNumParts tag. A negative kIdle in record 0 marks
+// the mode. So the chain schedule needs batch <= 2 (2 P - 1) (chain_capacity); use_chain() says
 // where it applies. docs/design.md, "The schedule"; docs/perf-notes.md, "The chain schedule".
 #pragma once
 
@@ -34,8 +35,8 @@
 
 namespace flash_mla::sched {
 
-inline constexpr int kChainMaxParts = 256;                     // trace buffers of the device
-inline constexpr int kChainMaxBatch = 2 * kChainMaxParts - 1;  // room for the walk order
+inline constexpr int kChainMaxParts = 256;  // trace buffers of the device
+inline constexpr int kChainMaxBatch = 511;  // the device's buffers (and 16-bit walk-order entries)
 inline constexpr int kChainMaxRoom = 8191;   // the device's table of counts by page count
 inline constexpr int kChainMinRows = 33;     // 16 and 32 rows measured no gain
 inline constexpr int kChainTolerances = 2;
@@ -59,15 +60,21 @@ FLASH_MLA_HD int chain_max_room(int total_cost, int num_parts, int overhead) {
   return chain_base_target(total_cost, num_parts, overhead) + kChainTargets - 1 - overhead;
 }
 
+// How many walk positions the records of num_parts parts can hold: two in each of the 2 P - 1
+// order words.
+FLASH_MLA_HD int chain_capacity(int num_parts) { return 2 * (2 * num_parts - 1); }
+
 // Whether the chain schedule replaces the line schedule: the line one splits some sequence, there
 // are more than 32 rows (at 16 and 32 it gained nothing on an H100 and would cost the metadata
 // kernel 40 us), the batch is between 3/4 of a sequence a part (with fewer, the
 // model's load did not predict the time: -7% at b = 4 and 8 with 64 parts on an H100) and the
-// 2 P - 1 the records can order, and the device's buffers hold the parts and the largest room.
+// chain_capacity the records can order, and the device's buffers hold the batch, the parts and
+// the largest room.
 FLASH_MLA_HD bool use_chain(int batch, int num_parts, int rows_per_kv_head, bool line_splits,
                             int total_cost) {
   if (!line_splits || rows_per_kv_head < kChainMinRows || batch < 2) return false;
-  if (num_parts > kChainMaxParts || batch > 2 * num_parts - 1 || 4 * batch < 3 * num_parts) {
+  if (num_parts > kChainMaxParts || batch > kChainMaxBatch ||
+      batch > chain_capacity(num_parts) || 4 * batch < 3 * num_parts) {
     return false;
   }
   return chain_max_room(total_cost, num_parts, fixed_overhead_blocks(rows_per_kv_head)) <=
@@ -203,11 +210,23 @@ FLASH_MLA_HD int chain_slots_closed_by(const ChainTrace& trace, int p) {
   return chain_start_last(start) ? slots_of(chain_start_piece(start) + 1) : 0;
 }
 
-FLASH_MLA_HD int chain_order_index(int num_parts, int pos) {
-  return pos < num_parts ? pos * kNumFields + static_cast<int>(Field::kIdle)
-                         : (pos - num_parts) * kNumFields + static_cast<int>(Field::kNumParts);
+// Where order word w lives in the records.
+FLASH_MLA_HD int chain_order_index(int num_parts, int w) {
+  return w < num_parts ? w * kNumFields + static_cast<int>(Field::kIdle)
+                       : (w - num_parts) * kNumFields + static_cast<int>(Field::kNumParts);
 }
-FLASH_MLA_HD int32_t encode_chain_batch(int b) { return -1 - b; }
+
+// Order word w of the walk: positions 2w (bits 0-15) and 2w + 1 (bits 16-30, 0 past the batch),
+// bit 31 set so that every order word is negative.
+FLASH_MLA_HD int32_t chain_order_word(const ChainTrace& trace, const int* sorted_batch, int n,
+                                      int batch, int w) {
+  const uint32_t first = static_cast<uint32_t>(chain_walk_batch(trace, sorted_batch, n, 2 * w));
+  const uint32_t second =
+      2 * w + 1 < batch
+          ? static_cast<uint32_t>(chain_walk_batch(trace, sorted_batch, n, 2 * w + 1))
+          : 0u;
+  return static_cast<int32_t>(0x80000000u | second << 16 | first);
+}
 
 // Writes record p of the winning fill (`parts` parts used). num_splits: the slot prefix
 // (batch + 1 entries), complete.
@@ -234,13 +253,12 @@ FLASH_MLA_HD void chain_record(const ChainTrace& trace, int parts, const int* so
   record[static_cast<int>(Field::kEndBlock)] = more ? trace.block[p + 1] : 0;
   record[static_cast<int>(Field::kFirstSlot)] = first_slot;
   record[static_cast<int>(Field::kCombineBatch)] = nothing_split ? kNothingSplit : combine_batch;
+  const int words = (batch + 1) / 2;  // at most 2 P - 1: the last record keeps its tag
   record[static_cast<int>(Field::kIdle)] =
-      p < batch ? encode_chain_batch(chain_walk_batch(trace, sorted_batch, n, p))
-                : (p < parts ? 0 : 1);
+      p < words ? chain_order_word(trace, sorted_batch, n, batch, p) : (p < parts ? 0 : 1);
   record[static_cast<int>(Field::kNumParts)] =
-      p + num_parts < batch
-          ? encode_chain_batch(chain_walk_batch(trace, sorted_batch, n, p + num_parts))
-          : num_parts;
+      p + num_parts < words ? chain_order_word(trace, sorted_batch, n, batch, p + num_parts)
+                            : num_parts;
 }
 
 // Whether the records hold a chain schedule (record 0's kIdle is a walk-order entry).
@@ -248,9 +266,10 @@ FLASH_MLA_HD bool is_chain(const int32_t* metadata) {
   return metadata[static_cast<int>(Field::kIdle)] < 0;
 }
 
-// The sequence at walk position pos of a chain schedule's records.
+// The sequence at walk position pos (< chain_capacity) of a chain schedule's records.
 FLASH_MLA_HD int chain_batch(const int32_t* metadata, int num_parts, int pos) {
-  return -1 - metadata[chain_order_index(num_parts, pos)];
+  const uint32_t word = static_cast<uint32_t>(metadata[chain_order_index(num_parts, pos >> 1)]);
+  return static_cast<int>((pos & 1) != 0 ? (word >> 16) & 0x7fffu : word & 0xffffu);
 }
 
 }  // namespace flash_mla::sched

@@ -141,8 +141,8 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   EXPECT_LE(s.num_splits[batch], 2 * num_parts);
 
   // Records: the consistency tag, and idle exactly when the part has no block. A chain schedule
-  // keeps its walk order in kIdle of records [0, batch) and kNumParts of records [0, batch - P),
-  // a permutation of the batch.
+  // keeps its walk order, a permutation of the batch, two positions a word, in kIdle of records
+  // [0, words) and kNumParts of records [0, words - P), words = ceil(batch / 2) <= 2 P - 1.
   const bool chain = sched::is_chain(s.metadata.data());
   if (chain) {
     const int overhead = sched::fixed_overhead_blocks(rows);
@@ -160,7 +160,7 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
   for (const Segment& seg : s.segments) ++segments_per_part[seg.part];
   for (int p = 0; p < num_parts; ++p) {
     const int32_t* record = &s.metadata[static_cast<size_t>(p) * sched::kNumFields];
-    if (!chain || p + num_parts >= batch) {
+    if (!chain || p + num_parts >= (batch + 1) / 2) {
       ASSERT_EQ(field(record, Field::kNumParts), num_parts) << "part " << p;
     }
     const bool empty_range =
@@ -460,8 +460,8 @@ TEST(Metadata, ChainScheduleSplitsLessWithMixedLengths) {
 }
 
 // Where the chain schedule is not used: 32 rows or fewer, one sequence, batches the line
-// schedule serves whole, more sequences than the records can order (2 P - 1), fewer than 3/4 of
-// a sequence a part, more parts or longer sequences than the device's buffers hold.
+// schedule serves whole, more sequences than the records can order (2 (2 P - 1)), fewer than 3/4
+// of a sequence a part, more sequences, parts or pages than the device's buffers hold.
 TEST(Metadata, ChainScheduleOnlyWhereItApplies) {
   const std::vector<int32_t> mixed = normal_seqlens(128, 4096, 7);
   EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 132, 16).metadata.data()));
@@ -470,23 +470,26 @@ TEST(Metadata, ChainScheduleOnlyWhereItApplies) {
   EXPECT_FALSE(sched::is_chain(make_and_walk({100000}, 132, 64).metadata.data()));
   EXPECT_FALSE(
       sched::is_chain(make_and_walk(std::vector<int32_t>(128, 4096), 132, 64).metadata.data()));
-  EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 65, 64).metadata.data()));   // 128 <= 129
-  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 64, 64).metadata.data()));  // 128 > 127
+  EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 33, 64).metadata.data()));   // 128 <= 130
+  EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 32, 64).metadata.data()));  // 128 > 126
   EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 170, 64).metadata.data()));  // 4 * 128 >= 510
   EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 171, 64).metadata.data()));  // 512 < 513
   const std::vector<int32_t> many = normal_seqlens(300, 4096, 7);
   EXPECT_TRUE(sched::is_chain(make_and_walk(many, 256, 64).metadata.data()));
   EXPECT_FALSE(sched::is_chain(make_and_walk(many, 257, 64).metadata.data()));  // > kChainMaxParts
+  EXPECT_TRUE(sched::is_chain(make_and_walk(normal_seqlens(511, 4096, 7), 132, 64).metadata.data()));
+  EXPECT_FALSE(sched::is_chain(  // > kChainMaxBatch
+      make_and_walk(normal_seqlens(512, 4096, 7), 132, 64).metadata.data()));
   EXPECT_FALSE(sched::is_chain(
       make_and_walk(normal_seqlens(128, 1 << 20, 7), 132, 64).metadata.data()));  // room > 8191
 }
 
-// Random batches of 2 to 263 sequences, edge lengths and empty ones included, at 64 and 128
+// Random batches of 2 to 511 sequences, edge lengths and empty ones included, at 64 and 128
 // rows: every property check_schedule knows, on chain schedules where they apply.
 TEST(Metadata, ChainScheduleRandomBatches) {
   std::mt19937 rng(20261122);
   int chains = 0;
-  for (int batch : {2, 3, 7, 33, 50, 64, 99, 131, 200, 263}) {
+  for (int batch : {2, 3, 7, 33, 50, 64, 99, 131, 200, 263, 262, 511}) {
     for (int num_parts : {3, 66, 132}) {
       for (int rows : {64, 128}) {
         for (int trial = 0; trial < 10; ++trial) {

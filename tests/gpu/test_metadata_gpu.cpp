@@ -96,14 +96,14 @@ TEST(MetadataGpu, EdgeLengthsMatchHostTwin) {
 
 // The chain schedule (scheduler/chain.h): mixed lengths and the bench's Normal(s_k, s_k / 2)
 // lengths at 32-128 rows, from the fewest sequences it takes (3/4 of a sequence a part) to the
-// most (2 P - 1), up to the most parts it takes. At least one case of each shape must take it,
+// most (2 (2 P - 1), or kChainMaxBatch), up to the most parts it takes. At least one case of each shape must take it,
 // or this test would not be testing it.
 TEST(MetadataGpu, ChainScheduleMatchesHostTwin) {
   FLASH_MLA_SKIP_WITHOUT_GPU();
   struct Shape { int batch, num_parts; };
   for (const Shape& shape : {Shape{3, 4}, Shape{7, 6}, Shape{50, 66}, Shape{128, 66},
                              Shape{131, 66}, Shape{99, 132}, Shape{128, 132}, Shape{263, 132},
-                             Shape{511, 256}}) {
+                             Shape{511, 256}, Shape{130, 33}, Shape{262, 66}, Shape{511, 132}}) {
     int chains = 0;
     for (int rows : {32, 64, 128}) {
       for (int kind = 0; kind < 2; ++kind) {

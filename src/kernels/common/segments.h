@@ -74,9 +74,9 @@ __device__ __forceinline__ void for_each_segment(const DecodeParams& p, int part
   if (begin_pos == end_pos && begin_block == end_block) return;
   for (int x = begin_pos; x <= end_pos && x < p.batch; ++x) {
     // Read per segment rather than kept in a register across fn (the portable kernel's 32-row
-    // configuration has none to spare). A chain's order holds at most 2 P - 1 positions.
+    // configuration has none to spare). A chain's order holds chain_capacity(P) positions.
     const bool chain = sched::is_chain(p.metadata);
-    if (chain && x >= 2 * p.num_sm_parts - 1) break;  // inconsistent metadata
+    if (chain && x >= sched::chain_capacity(p.num_sm_parts)) break;  // inconsistent metadata
     const int b = chain ? sched::chain_batch(p.metadata, p.num_sm_parts, x) : x;
     if (b < 0 || b >= p.batch) continue;  // inconsistent metadata: never index out of bounds
     const int seqlen = max(p.cache_seqlens[b], 0);
