@@ -64,15 +64,17 @@ FLASH_MLA_HD int chain_max_room(int total_cost, int num_parts, int overhead) {
 // order words.
 FLASH_MLA_HD int chain_capacity(int num_parts) { return 2 * (2 * num_parts - 1); }
 
-// Whether the chain schedule replaces the line schedule: the line one splits some sequence, there
-// are more than 32 rows (at 16 and 32 it gained nothing on an H100 and would cost the metadata
+// Whether the chain schedule replaces the line schedule: the line one splits some sequence, the
+// nonempty sequences are not all of one page count (with equal counts the chain's fill cuts
+// the same pieces at the same loads, so it would only cost the metadata kernel), there are more
+// than 32 rows (at 16 and 32 it gained nothing on an H100 and would cost the metadata
 // kernel 40 us), the batch is between 3/4 of a sequence a part (with fewer, the
 // model's load did not predict the time: -7% at b = 4 and 8 with 64 parts on an H100) and the
 // chain_capacity the records can order, and the device's buffers hold the batch, the parts and
 // the largest room.
 FLASH_MLA_HD bool use_chain(int batch, int num_parts, int rows_per_kv_head, bool line_splits,
-                            int total_cost) {
-  if (!line_splits || rows_per_kv_head < kChainMinRows || batch < 2) return false;
+                            bool equal_pages, int total_cost) {
+  if (!line_splits || equal_pages || rows_per_kv_head < kChainMinRows || batch < 2) return false;
   if (num_parts > kChainMaxParts || batch > kChainMaxBatch ||
       batch > chain_capacity(num_parts) || 4 * batch < 3 * num_parts) {
     return false;

@@ -105,9 +105,11 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
 
   const int w0 = sched::part_width(prefix[batch], num_parts);
   const int slack = sched::split_slack(rows_per_kv_head, w0);
-  int max_blocks = 0;
+  int max_blocks = 0, min_blocks = 0;  // min_blocks: of the nonempty sequences
   for (int b = 0; b < batch; ++b) {
-    max_blocks = std::max(max_blocks, sched::num_page_blocks(cache_seqlens[b]));
+    const int blocks = sched::num_page_blocks(cache_seqlens[b]);
+    max_blocks = std::max(max_blocks, blocks);
+    if (blocks > 0) min_blocks = min_blocks > 0 ? std::min(min_blocks, blocks) : blocks;
   }
   uint32_t split_any = ~0u;
   if (sched::whole_widths_possible(max_blocks, w0, slack)) {
@@ -119,7 +121,8 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
   const int width = sched::choose_width(w0, split_any, slack);
   const bool line_splits = ((split_any >> (width - w0)) & 1u) != 0;
   if (allow_chain &&
-      sched::use_chain(batch, num_parts, rows_per_kv_head, line_splits, prefix[batch]) &&
+      sched::use_chain(batch, num_parts, rows_per_kv_head, line_splits, min_blocks == max_blocks,
+                       prefix[batch]) &&
       chain_schedule(cache_seqlens, batch, overhead, prefix[batch], num_parts, metadata,
                      num_splits)) {
     return;

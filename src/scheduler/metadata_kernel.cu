@@ -11,6 +11,8 @@
 // winner's slot prefix and records, a thread each.
 // __syncthreads between phases makes the global writes of one phase visible to the next
 // (CUDA C++ Programming Guide, "Synchronization Functions").
+#include <climits>
+
 #include <cub/block/block_scan.cuh>
 
 #include "scheduler/metadata.h"
@@ -158,30 +160,34 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(16) unsigned char chain_smem[];
   __shared__ int carry;
   __shared__ uint32_t split_any;
-  __shared__ int max_blocks;
+  __shared__ int max_blocks, min_blocks;  // min_blocks: of the nonempty sequences
   const int tid = threadIdx.x;
 
-  // Phase 1: C[b] = sum of costs before b, and the most blocks of any sequence.
+  // Phase 1: C[b] = sum of costs before b, and the most and fewest blocks of a sequence.
   if (tid == 0) {
     carry = 0;
     max_blocks = 0;
+    min_blocks = INT_MAX;
     split_any = 0;
   }
   __syncthreads();
   int my_begin = 0, my_end = 0;  // this thread's sequence of a one-chunk batch: C[b], C[b + 1]
-  int my_max_blocks = 0;
+  int my_max_blocks = 0, my_min_blocks = INT_MAX;
   const int overhead = sched::fixed_overhead_blocks(rows_per_kv_head);
   for (int base = 0; base < batch; base += kThreads) {
     const int b = base + tid;
     const int cost = b < batch ? sched::sequence_cost(cache_seqlens[b], overhead) : 0;
     my_max_blocks = max(my_max_blocks, cost > 0 ? cost - overhead : 0);
+    my_min_blocks = min(my_min_blocks, cost > 0 ? cost - overhead : INT_MAX);
     int before, chunk_total;
     BlockScan(scan_storage).ExclusiveSum(cost, before, chunk_total);
     my_begin = carry + before;
     my_end = my_begin + cost;
     if (b < batch) num_splits[b] = my_begin;
     const int warp_max = __reduce_max_sync(0xffffffffu, my_max_blocks);  // one atomic a warp
+    const int warp_min = __reduce_min_sync(0xffffffffu, my_min_blocks);
     if (tid % 32 == 0 && warp_max > 0) atomicMax(&max_blocks, warp_max);
+    if (tid % 32 == 0 && warp_min < INT_MAX) atomicMin(&min_blocks, warp_min);
     __syncthreads();
     if (tid == 0) carry += chunk_total;
     __syncthreads();
@@ -211,7 +217,8 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const int width = sched::choose_width(w0, split_any, slack);
   const bool line_splits = ((split_any >> (width - w0)) & 1u) != 0;
-  if (sched::use_chain(batch, num_parts, rows_per_kv_head, line_splits, carry) &&
+  if (sched::use_chain(batch, num_parts, rows_per_kv_head, line_splits,
+                       min_blocks == max_blocks, carry) &&
       chain_schedule(cache_seqlens, batch, overhead, carry, num_parts, metadata, num_splits,
                      *reinterpret_cast<ChainShared*>(chain_smem), scan_storage)) {
     return;

@@ -148,7 +148,13 @@ void check_schedule(const std::vector<int32_t>& seqlens, int num_parts, const st
     const int overhead = sched::fixed_overhead_blocks(rows);
     int total = 0;
     for (int32_t len : seqlens) total += sched::sequence_cost(len, overhead);
-    ASSERT_TRUE(sched::use_chain(batch, num_parts, rows, true, total));
+    int min_blocks = 0, max_blocks = 0;
+    for (int32_t len : seqlens) {
+      const int blocks = sched::num_page_blocks(len);
+      max_blocks = std::max(max_blocks, blocks);
+      if (blocks > 0) min_blocks = min_blocks > 0 ? std::min(min_blocks, blocks) : blocks;
+    }
+    ASSERT_TRUE(sched::use_chain(batch, num_parts, rows, true, min_blocks == max_blocks, total));
     std::vector<int> seen(batch, 0);
     for (int x = 0; x < batch; ++x) {
       const int b = sched::chain_batch(s.metadata.data(), num_parts, x);
@@ -460,8 +466,9 @@ TEST(Metadata, ChainScheduleSplitsLessWithMixedLengths) {
 }
 
 // Where the chain schedule is not used: 32 rows or fewer, one sequence, batches the line
-// schedule serves whole, more sequences than the records can order (2 (2 P - 1)), fewer than 3/4
-// of a sequence a part, more sequences, parts or pages than the device's buffers hold.
+// schedule serves whole, equal page counts, more sequences than the records can order
+// (2 (2 P - 1)), fewer than 3/4 of a sequence a part, more sequences, parts or pages than the
+// device's buffers hold.
 TEST(Metadata, ChainScheduleOnlyWhereItApplies) {
   const std::vector<int32_t> mixed = normal_seqlens(128, 4096, 7);
   EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 132, 16).metadata.data()));
@@ -470,6 +477,14 @@ TEST(Metadata, ChainScheduleOnlyWhereItApplies) {
   EXPECT_FALSE(sched::is_chain(make_and_walk({100000}, 132, 64).metadata.data()));
   EXPECT_FALSE(
       sched::is_chain(make_and_walk(std::vector<int32_t>(128, 4096), 132, 64).metadata.data()));
+  // Equal page counts, which the line schedule splits, with empty sequences among them.
+  std::vector<int32_t> equal(128, 32768);
+  EXPECT_FALSE(sched::is_chain(make_and_walk(equal, 66, 128).metadata.data()));
+  equal[5] = 32705;  // the same 512 pages
+  equal[9] = 0;
+  EXPECT_FALSE(sched::is_chain(make_and_walk(equal, 66, 128).metadata.data()));
+  equal[7] = 32769;  // one page more
+  EXPECT_TRUE(sched::is_chain(make_and_walk(equal, 66, 128).metadata.data()));
   EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 33, 64).metadata.data()));   // 128 <= 130
   EXPECT_FALSE(sched::is_chain(make_and_walk(mixed, 32, 64).metadata.data()));  // 128 > 126
   EXPECT_TRUE(sched::is_chain(make_and_walk(mixed, 170, 64).metadata.data()));  // 4 * 128 >= 510

@@ -95,9 +95,10 @@ TEST(MetadataGpu, EdgeLengthsMatchHostTwin) {
 }
 
 // The chain schedule (scheduler/chain.h): mixed lengths and the bench's Normal(s_k, s_k / 2)
-// lengths at 32-128 rows, from the fewest sequences it takes (3/4 of a sequence a part) to the
-// most (2 (2 P - 1), or kChainMaxBatch), up to the most parts it takes. At least one case of each shape must take it,
-// or this test would not be testing it.
+// lengths (and equal page counts, which keep the line schedule) at 32-128 rows, from the fewest
+// sequences it takes (3/4 of a sequence a part) to the most (2 (2 P - 1), or kChainMaxBatch), up
+// to the most parts it takes. At least one case of each shape must take it, or this test would
+// not be testing it.
 TEST(MetadataGpu, ChainScheduleMatchesHostTwin) {
   FLASH_MLA_SKIP_WITHOUT_GPU();
   struct Shape { int batch, num_parts; };
@@ -106,13 +107,18 @@ TEST(MetadataGpu, ChainScheduleMatchesHostTwin) {
                              Shape{511, 256}, Shape{130, 33}, Shape{262, 66}, Shape{511, 132}}) {
     int chains = 0;
     for (int rows : {32, 64, 128}) {
-      for (int kind = 0; kind < 2; ++kind) {
+      for (int kind = 0; kind < 3; ++kind) {
         std::vector<int32_t> seqlens =
             mixed_lengths(shape.batch, 77 * shape.batch + rows + shape.num_parts);
         if (kind == 1) {
           std::mt19937_64 rng(shape.batch + shape.num_parts + rows);
           std::normal_distribution<double> normal(4096, 2048);
           for (int32_t& len : seqlens) len = std::max(0, static_cast<int>(normal(rng)));
+        }
+        if (kind == 2) {  // equal page counts (and an empty sequence): the line schedule
+          seqlens.assign(shape.batch, 32768);
+          seqlens[0] = 32705;
+          seqlens[shape.batch / 2] = 0;
         }
         std::vector<int32_t> metadata(static_cast<size_t>(shape.num_parts) * kMetadataFields);
         std::vector<int32_t> splits(shape.batch + 1);
