@@ -1,0 +1,45 @@
+// exp95 host model: line vs chain schedule (host twin) on seeded batches: split pieces, segments, largest
+// part load. Build from the repository root: g++ -std=c++17 -O2 -Isrc -Iinclude -I$CUDA_HOME/include \
+//   exp95_host_model_equal.cpp src/scheduler/metadata_host.cpp
+#include <cstdio>
+#include <vector>
+#include <algorithm>
+#include "scheduler/metadata.h"
+#include "scheduler/chain.h"
+#include "scheduler/schedule.h"
+using namespace flash_mla;
+struct R { int pieces, maxload, segs, maxsegs; bool chain; };
+R run(const std::vector<int>& L, int rows, int P, bool allow) {
+  int b = L.size();
+  std::vector<int32_t> md(P * 8), ns(b + 1);
+  detail::compute_metadata_host(L.data(), b, rows, P, md.data(), ns.data(), allow);
+  bool chain = sched::is_chain(md.data());
+  int V = sched::fixed_overhead_blocks(rows);
+  R r{0, 0, 0, 0, chain};
+  for (int p = 0; p < P; ++p) {
+    const int32_t* rec = &md[p * 8];
+    int bp = rec[0], bb = rec[1], ep = rec[2], eb = rec[3];
+    if (bp == ep && bb == eb) continue;
+    int load = 0, segs = 0;
+    for (int x = bp; x <= ep && x < b; ++x) {
+      int s = chain ? sched::chain_batch(md.data(), P, x) : x;
+      int nb = sched::num_page_blocks(L[s]);
+      int j0 = x == bp ? bb : 0, j1 = std::min(x == ep ? eb : nb, nb);
+      if (j0 >= j1) continue;
+      load += j1 - j0 + V; r.segs++; segs++;
+      if (ns[s + 1] > ns[s]) r.pieces++;
+    }
+    r.maxload = std::max(r.maxload, load); r.maxsegs = std::max(r.maxsegs, segs);
+  }
+  return r;
+}
+int main() {
+  struct C { int rows, P, b, sk; };
+  C cs[] = {{128,66,128,32768},{128,66,128,16384},{256,33,128,16384},{256,33,128,32768},{256,33,128,8192},{64,132,128,32768},{128,66,128,8192}};
+  for (auto c : cs) {
+    std::vector<int> L(c.b, c.sk);
+    R a = run(L, c.rows, c.P, false), k = run(L, c.rows, c.P, true);
+    printf("rows %3d P %3d b %3d sk %5d fixed: line(%d) pieces %3d segs %3d max %4d maxsegs %d | chain(%d) pieces %3d segs %3d max %4d maxsegs %d\n",
+           c.rows, c.P, c.b, c.sk, a.chain, a.pieces, a.segs, a.maxload, a.maxsegs, k.chain, k.pieces, k.segs, k.maxload, k.maxsegs);
+  }
+}
