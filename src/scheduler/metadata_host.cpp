@@ -2,6 +2,7 @@
 #include "scheduler/metadata.h"
 
 #include <algorithm>
+#include <climits>
 #include <numeric>
 #include <vector>
 
@@ -105,11 +106,11 @@ void compute_metadata_host(const int32_t* cache_seqlens, int batch, int rows_per
 
   const int w0 = sched::part_width(prefix[batch], num_parts);
   const int slack = sched::split_slack(rows_per_kv_head, w0);
-  int max_blocks = 0, min_blocks = 0;  // min_blocks: of the nonempty sequences
+  int max_blocks = 0, min_blocks = INT_MAX;  // min_blocks: of the nonempty sequences
   for (int b = 0; b < batch; ++b) {
     const int blocks = sched::num_page_blocks(cache_seqlens[b]);
     max_blocks = std::max(max_blocks, blocks);
-    if (blocks > 0) min_blocks = min_blocks > 0 ? std::min(min_blocks, blocks) : blocks;
+    if (blocks > 0) min_blocks = std::min(min_blocks, blocks);
   }
   uint32_t split_any = ~0u;
   if (sched::whole_widths_possible(max_blocks, w0, slack)) {

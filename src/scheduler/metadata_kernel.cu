@@ -163,7 +163,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int max_blocks, min_blocks;  // min_blocks: of the nonempty sequences
   const int tid = threadIdx.x;
 
-  // Phase 1: C[b] = sum of costs before b, and the most and fewest blocks of a sequence.
+  // Phase 1: C[b] = sum of costs before b, the most blocks of a sequence and the fewest of a
+  // nonempty one.
   if (tid == 0) {
     carry = 0;
     max_blocks = 0;
