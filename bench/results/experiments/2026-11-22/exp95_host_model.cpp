@@ -51,4 +51,14 @@ int main() {
              c.rows, c.P, c.b, c.sk, seed, (double)tot / c.P, a.pieces, a.segs, a.maxload, k.chain, k.pieces, k.segs, k.maxload);
     }
   }
+  // Equal lengths that the line schedule cuts. At d8bf4a5 the chain fill ran here and cut the
+  // same pieces at the same loads (62 against 64 at 256 rows / 16384); since 357afe7 use_chain
+  // declines equal page counts, so both columns are the line schedule.
+  C eq[] = {{128,66,128,32768},{256,33,128,16384},{256,33,128,32768}};
+  for (auto c : eq) {
+    std::vector<int> L(c.b, c.sk);
+    R a = run(L, c.rows, c.P, false), k = run(L, c.rows, c.P, true);
+    printf("rows %3d P %3d b %3d sk %5d equal: line pieces %3d segs %3d max %4d | chain(%d) pieces %3d segs %3d max %4d\n",
+           c.rows, c.P, c.b, c.sk, a.pieces, a.segs, a.maxload, k.chain, k.pieces, k.segs, k.maxload);
+  }
 }
