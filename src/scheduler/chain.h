@@ -35,10 +35,15 @@
 
 namespace flash_mla::sched {
 
-inline constexpr int kChainMaxParts = 256;  // trace buffers of the device
-inline constexpr int kChainMaxBatch = 511;  // the device's buffers (and 16-bit walk-order entries)
-inline constexpr int kChainMaxRoom = 8191;   // the device's table of counts by page count
-inline constexpr int kChainMinRows = 33;     // 16 and 32 rows measured no gain
+// The device's buffers (metadata_kernel.cu, about 72 KiB of shared memory): traces of up to
+// kChainMaxParts parts; up to kChainMaxBatch sequences, 16 lanes of 32 entries in the warp picker
+// (the value the 2 P - 1 rule gave at 256 parts, kept when the walk order was packed two a word);
+// a count table up to a room of kChainMaxRoom pages.
+inline constexpr int kChainMaxParts = 256;
+inline constexpr int kChainMaxBatch = 511;
+inline constexpr int kChainMaxRoom = 8191;
+static_assert(kChainMaxBatch < (1 << 15), "walk-order entries take 15 bits (chain_order_word)");
+inline constexpr int kChainMinRows = 33;  // 16 and 32 rows measured no gain
 inline constexpr int kChainTolerances = 2;
 inline constexpr int kChainTargets = 8;
 inline constexpr int kChainCandidates = kChainTolerances * kChainTargets;  // a warp each (GPU)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # exp96 (H200): HEAD (chain schedule, d8bf4a5) against 8a0d4a8 (before it, in exp/head): build both, A/B bench, 4 rounds rotating.
+# Derived from exp94_run.sh: the same build and A/B loop, without tests and sanitizers; other cases, 4 rounds.
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out94}; mkdir -p "$OUT"
