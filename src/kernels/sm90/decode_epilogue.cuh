@@ -13,6 +13,53 @@
 
 namespace flash_mla::sm90 {
 
+// The output is staged through the Q tile's shared memory, which no wgmma reads after the last
+// Q·Kᵀ of the segment, and written by bulk copies (the TMA unit) rather than by each thread's
+// stores: 8-byte (fp32) or 4-byte (bf16/fp16) stores scatter every warp instruction over 8 rows.
+// Each warp stages its own 16 rows in a 9 KiB slice of its consumer's half of the Q tile, so a
+// __syncwarp orders its writes before its lanes issue the copies. A row slice is 512 bytes: a
+// consumer's 256 output elements, or half of its 256 fp32 partials, so a split piece takes two
+// rounds through the slice. Rows are padded (kStageRow*) so that a warp's stores hit distinct banks.
+struct OutputStage {
+  static constexpr int kWarpRows = 16;
+  static constexpr int kSliceBytes = 512;
+  static constexpr int kWarpBytes = Cfg::kQBytes / (Cfg::kConsumers * 4);  // 9 KiB
+  static constexpr int kStageRowPartial = kSliceBytes + 32;  // lane (r, q) -> bank 8r + 2q (+1)
+  static constexpr int kStageRowOut = kSliceBytes + 16;      // lane (r, q) -> bank 4r + q
+  static_assert(kWarpRows * kStageRowPartial <= kWarpBytes && kWarpRows * kStageRowOut <= kWarpBytes);
+};
+
+// One round of a split piece's fp32 partials: columns [128 kRound, +128) of this consumer's half.
+template <int kRound>
+__device__ __forceinline__ void stage_partials(char* slice, int lane, const float (&inv)[2],
+                                               const float (&o)[Cfg::kOAccum]) {
+  constexpr int kNt = OutputStage::kSliceBytes / 32;  // 16 column groups of 8 floats
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    char* row = slice + (lane / 4 + 8 * half) * OutputStage::kStageRowPartial + 8 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < kNt; ++j) {
+      const int nt = kRound * kNt + j;
+      *reinterpret_cast<float2*>(row + 32 * j) =
+          make_float2(o[nt * 4 + 2 * half] * inv[half], o[nt * 4 + 2 * half + 1] * inv[half]);
+    }
+  }
+}
+
+template <class Element>
+__device__ __forceinline__ void stage_out(char* slice, int lane, const float (&inv)[2],
+                                          const float (&o)[Cfg::kOAccum]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    char* row = slice + (lane / 4 + 8 * half) * OutputStage::kStageRowOut + 4 * (lane % 4);
+#pragma unroll
+    for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
+      *reinterpret_cast<uint32_t*>(row + 16 * nt) =
+          ptx::pack2<Element>(o[nt * 4 + 2 * half] * inv[half], o[nt * 4 + 2 * half + 1] * inv[half]);
+    }
+  }
+}
+
 template <class Element>
 __device__ __forceinline__ void write_output(const DecodeParams& p, const Segment& seg, int g,
                                              int m_block, const Coord& c, const Smem& sm,
@@ -28,41 +75,58 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     if (lane % 4 == 0) sm.row_sum[consumer * Cfg::kBlockM + c.r_local + 8 * half] = l;
   }
+  // Also the point after which neither consumer reads the Q tile in this segment.
   ptx::named_barrier_sync_unaligned(static_cast<int>(NamedBarrier::kRowSums),
                           Cfg::kConsumers * Cfg::kWarpgroupThreads);
+  float inv[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
     const float l = sm.row_sum[r] + sm.row_sum[Cfg::kBlockM + r];
     const int row = m_block * Cfg::kBlockM + r;
-    if (row >= p.rows_per_kv) continue;
     const FinishedRow fin = finish_row(st.m[half], l, split);
-    const float inv = fin.inv_sum, lse = fin.lse;
-    const int col0 = consumer * Cfg::kColsPerConsumer + 2 * (lane % 4);
+    inv[half] = fin.inv_sum;
+    if (row >= p.rows_per_kv || consumer != 0 || lane % 4 != 0) continue;
+    if (split) {
+      p.lse_accum[workspace_row(p, seg.slot, g, row)] = fin.lse;
+    } else {
+      const int i = row / p.heads_per_kv;
+      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
+      p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = fin.lse;
+    }
+  }
+
+  const int warp = c.r_local / OutputStage::kWarpRows;
+  char* slice = sm.q + (consumer * 4 + warp) * OutputStage::kWarpBytes;
+  const int row = m_block * Cfg::kBlockM + warp * OutputStage::kWarpRows + lane;  // lanes 0-15
+  const bool copies = lane < OutputStage::kWarpRows && row < p.rows_per_kv;
+  if (split) {
+    float* dst = p.o_accum + workspace_row(p, seg.slot, g, copies ? row : 0) * Cfg::kHeadDimV +
+                 consumer * Cfg::kColsPerConsumer;
+    const uint64_t policy = ptx::evict_last_policy();
+    const char* src = slice + lane * OutputStage::kStageRowPartial;
+    stage_partials<0>(slice, lane, inv, o);
+    ptx::fence_proxy_async_shared();  // the async proxy (bulk copy) reads the staged rows
+    __syncwarp();
+    if (copies) ptx::bulk_store(dst, src, OutputStage::kSliceBytes, policy);
+    ptx::bulk_commit();
+    ptx::bulk_wait_read();  // the slice is written again
+    __syncwarp();
+    stage_partials<1>(slice, lane, inv, o);
+    ptx::fence_proxy_async_shared();
+    __syncwarp();
+    if (copies) ptx::bulk_store(dst + Cfg::kColsPerConsumer / 2, src, OutputStage::kSliceBytes, policy);
+    ptx::bulk_commit();
+  } else {  // rows 16-byte aligned: out and its strides are (validate.cpp)
     const int i = row / p.heads_per_kv;
     const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-    if (split) {
-      const int64_t accum_row = workspace_row(p, seg.slot, g, row);
-      float* dst = p.o_accum + accum_row * Cfg::kHeadDimV + col0;
-      const uint64_t policy = ptx::evict_last_policy();
-#pragma unroll
-      for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
-        ptx::store_with_policy(dst + nt * 8, o[nt * 4 + 2 * half] * inv,
-                                o[nt * 4 + 2 * half + 1] * inv, policy);
-      }
-      if (consumer == 0 && lane % 4 == 0) p.lse_accum[accum_row] = lse;
-    } else {
-      Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
-                     i * p.out_seq_stride + h * p.out_head_stride + col0;
-#pragma unroll
-      for (int nt = 0; nt < Cfg::kColsPerConsumer / 8; ++nt) {
-        *reinterpret_cast<uint32_t*>(dst + nt * 8) =
-            ptx::pack2<Element>(o[nt * 4 + 2 * half] * inv, o[nt * 4 + 2 * half + 1] * inv);
-      }
-      if (consumer == 0 && lane % 4 == 0) {
-        p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = lse;
-      }
-    }
+    Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
+                   i * p.out_seq_stride + h * p.out_head_stride + consumer * Cfg::kColsPerConsumer;
+    stage_out<Element>(slice, lane, inv, o);
+    ptx::fence_proxy_async_shared();
+    __syncwarp();
+    if (copies) ptx::bulk_store(dst, slice + lane * OutputStage::kStageRowOut, OutputStage::kSliceBytes);
+    ptx::bulk_commit();
   }
 }
 

@@ -181,7 +181,9 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
   int it = 0;
   StageWalk walk;
   for_each_segment(p, part, [&](const Segment& seg) {
-    // Both consumers are past the previous segment's last wgmma on Q.
+    // Both consumers are past the previous segment's last wgmma on Q, and the bulk copies of
+    // its output have read the rows staged over the Q tile (decode_epilogue.cuh).
+    ptx::bulk_wait_read();
     ptx::named_barrier_sync_unaligned(static_cast<int>(NamedBarrier::kConsumers), kConsumerThreads);
     load_q_rows<Element, Cfg::kBlockM>(p, s.q, seg.batch, g, m_block * Cfg::kBlockM, ctid,
                                        kConsumerThreads);
@@ -218,6 +220,7 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
     }
     write_output<Element>(p, seg, g, m_block, c, s, st, o);
   });
+  ptx::bulk_wait();  // the staged rows stay in shared memory until the copies are done
 }
 
 template <class Element, NextScores kOrder>

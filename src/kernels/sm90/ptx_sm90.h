@@ -83,6 +83,29 @@ __device__ __forceinline__ void tma_load_4d(void* smem, const void* tensor_map, 
       : "memory");
 }
 
+// ---- Bulk stores from shared to global memory (PTX ISA: "cp.async.bulk"): `bytes` (a multiple
+// of 16, both addresses 16-byte aligned) copied by the TMA unit, in the issuing thread's bulk
+// async-group. The source is reusable after `bulk_wait_read`; `bulk_wait` also waits for the
+// writes themselves.
+__device__ __forceinline__ void bulk_store(void* gmem, const void* smem, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n"
+               :: "l"(gmem), "r"(smem_addr(smem)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_store(void* gmem, const void* smem, uint32_t bytes,
+                                           uint64_t policy) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group.L2::cache_hint [%0], [%1], %2, %3;\n"
+               :: "l"(gmem), "r"(smem_addr(smem)), "r"(bytes), "l"(policy) : "memory");
+}
+__device__ __forceinline__ void bulk_commit() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+
 __device__ __forceinline__ void prefetch_tensor_map(const void* tensor_map) {
   asm volatile("prefetch.tensormap [%0];\n" :: "l"(tensor_map) : "memory");
 }
