@@ -6,7 +6,8 @@
 #   nost  FLASH_MLA_DIAG_NO_STORES: the epilogue keeps its row-sum exchange but stores nothing
 #   both  the two together
 # Then an A/B bench, 3 rounds, rotating order. The gain of each variant against base bounds what
-# hiding that cost could give.
+# hiding that cost could give. EXP_CASES (space-separated --case values) replaces the case list
+# (added for exp103; exp97 ran with the default list).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out97}; mkdir -p "$OUT"
@@ -26,12 +27,12 @@ build both "-DFLASH_MLA_DIAG_NO_Q_RELOAD -DFLASH_MLA_DIAG_NO_STORES" & p4=$!
 wait $p3 || { tail -30 "$OUT/build_nost.log"; exit 1; }
 wait $p4 || { tail -30 "$OUT/build_both.log"; exit 1; }
 echo "built at $((SECONDS-T0)) s"
-CASES=(
+CASES=(${EXP_CASES:-
  b=128,h_q=64,s_k=4096,varlen=1 b=128,h_q=64,s_k=4096,varlen=0 b=128,h_q=64,s_k=16384,varlen=1
  b=128,h_q=128,s_k=4096,varlen=1 b=128,h_q=128,s_k=4096,varlen=0
  b=128,h_q=128,s_q=2,causal=1,s_k=4096,varlen=1 b=128,h_q=128,s_q=2,causal=1,s_k=4096,varlen=0
  b=128,h_q=128,s_q=2,causal=1,s_k=16384,varlen=0
-)
+})
 ARGS=(--no-ceilings --kernel hopper)
 for c in "${CASES[@]}"; do ARGS+=(--case "$c"); done
 SIDES=(base noq nost both)
