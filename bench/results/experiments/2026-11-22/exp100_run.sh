@@ -3,6 +3,7 @@
 # scripts/gpu_check.sh STEPS=build,sanitize; (2) the narrow kernel's upper bound of its epilogue
 # stores: HEAD against a build with FLASH_MLA_DIAG_NO_STORES (narrow_epilogue.cuh skips them; wrong
 # results on purpose), 3 rounds rotating, 16-row cases and one 64-row control.
+# Derived from exp97_run.sh and exp98_run.sh (the A/B loop and table).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out100}; mkdir -p "$OUT"

@@ -8,6 +8,7 @@
 # Then an A/B bench, 3 rounds, rotating order. The gain of each variant against base bounds what
 # hiding that cost could give. EXP_CASES (space-separated --case values) replaces the case list
 # (added for exp103; exp97 ran with the default list).
+# Derived from exp96_run.sh (the build and the A/B loop), with four builds of one tree.
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out97}; mkdir -p "$OUT"
