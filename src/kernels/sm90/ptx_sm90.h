@@ -62,11 +62,7 @@ __device__ __forceinline__ uint64_t evict_last_policy() {
   return policy;
 }
 
-// Stores of fp32 partials with an L2 cache policy (PTX ISA: "st", `.L2::cache_hint`).
-__device__ __forceinline__ void store_with_policy(float* dst, float a, float b, uint64_t policy) {
-  asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n"
-               :: "l"(dst), "f"(a), "f"(b), "l"(policy) : "memory");
-}
+// A store of an fp32 partial with an L2 cache policy (PTX ISA: "st", `.L2::cache_hint`).
 __device__ __forceinline__ void store_with_policy(float* dst, float a, uint64_t policy) {
   asm volatile("st.global.L2::cache_hint.f32 [%0], %1, %2;\n"
                :: "l"(dst), "f"(a), "l"(policy) : "memory");
