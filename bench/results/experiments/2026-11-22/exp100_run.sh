@@ -4,6 +4,7 @@
 # stores: HEAD against a build with FLASH_MLA_DIAG_NO_STORES (narrow_epilogue.cuh skips them; wrong
 # results on purpose), 3 rounds rotating, 16-row cases and one 64-row control.
 # Derived from exp97_run.sh and exp98_run.sh (the A/B loop and table).
+# The table: ab_table.py (factored out after this ran; the same output).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out100}; mkdir -p "$OUT"
@@ -26,15 +27,4 @@ for r in 1 2 3; do
     timeout 90 $d/bench/flash_mla_bench "${ARGS[@]}" --json "$OUT/ab_${s}_$r.json" > "$OUT/ab_${s}_$r.txt" 2>&1
   done
 done
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, glob
-out = sys.argv[1]
-L = lambda s: [json.load(open(f))["cases"] for f in sorted(glob.glob(f"{out}/ab_{s}_*.json"))]
-B, N = L("build-gpu"), L("nost")
-print("case                                  head us   nost us  gain [rounds]")
-for i, c in enumerate(B[0]):
-    b = [r[i]["us"] for r in B]; n = [r[i]["us"] for r in N]
-    g = [100 * (x / y - 1) for x, y in zip(b, n)]
-    name = f"h{c['h_q']} s{c['s_q']} b={c['b']:3} sk={c['s_k']:6} vl={c['varlen']}"
-    print(f"{name:36} {statistics.median(b):8.1f} {statistics.median(n):8.1f} {100*(statistics.median(b)/statistics.median(n)-1):+6.1f}% [{min(g):+.1f},{max(g):+.1f}]")
-PY
+python3 "$(dirname "$0")/ab_table.py" "$OUT" build-gpu:head nost

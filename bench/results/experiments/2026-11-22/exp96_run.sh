@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # exp96 (H200): HEAD (chain schedule, d8bf4a5) against 8a0d4a8 (before it, in exp/head): build both, A/B bench, 4 rounds rotating.
 # Derived from exp94_run.sh: the same build and A/B loop, without tests and sanitizers; other cases, 4 rounds.
+# The table: ab_table.py (factored out after this ran; the same output).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out94}; mkdir -p "$OUT"
@@ -29,22 +30,4 @@ for r in 1 2 3 4; do
   done
 done
 echo "bench done at $((SECONDS-T0)) s"
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, glob, os
-out = sys.argv[1]
-def load(side):
-    runs = []
-    for f in sorted(glob.glob(f"{out}/ab_{side}_*.json")):
-        try: runs.append(json.load(open(f))["cases"])
-        except Exception as e: print("bad", f, e)
-    return runs
-B, N = load("b"), load("n")
-if not B or not N: sys.exit(0)
-print("case                                  head us   new us   gain [rounds]        meta head/new")
-for i, c in enumerate(B[0]):
-    b = [r[i]["us"] for r in B]; n = [r[i]["us"] for r in N]
-    g = [100 * (x / y - 1) for x, y in zip(b, n)]
-    mb = statistics.median(r[i]["meta_us"] for r in B); mn = statistics.median(r[i]["meta_us"] for r in N)
-    name = f"h{c['h_q']} s{c['s_q']} b={c['b']:3} sk={c['s_k']:6} vl={c['varlen']}"
-    print(f"{name:36} {statistics.median(b):8.1f} {statistics.median(n):8.1f} {100*(statistics.median(b)/statistics.median(n)-1):+6.1f}% [{min(g):+.1f},{max(g):+.1f}]  {mb:6.1f}/{mn:6.1f}")
-PY
+python3 "$(dirname "$0")/ab_table.py" "$OUT" --meta b:head n:new

@@ -9,6 +9,7 @@
 # hiding that cost could give. EXP_CASES (space-separated --case values) replaces the case list
 # (added for exp103; exp97 ran with the default list).
 # Derived from exp96_run.sh (the build and the A/B loop), with four builds of one tree.
+# The table: ab_table.py (factored out after this ran; the same output).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out97}; mkdir -p "$OUT"
@@ -45,26 +46,4 @@ for r in 1 2 3; do
   done
 done
 echo "bench done at $((SECONDS-T0)) s"
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, glob
-out = sys.argv[1]
-def load(side):
-    runs = []
-    for f in sorted(glob.glob(f"{out}/ab_{side}_*.json")):
-        try: runs.append(json.load(open(f))["cases"])
-        except Exception as e: print("bad", f, e)
-    return runs
-R = {s: load(s) for s in ("base", "noq", "nost", "both")}
-if not R["base"]: sys.exit(0)
-print("case                                  base us   noq          nost         both   (gain vs base, median [min,max])")
-for i, c in enumerate(R["base"][0]):
-    b = [r[i]["us"] for r in R["base"]]
-    line = f"h{c['h_q']} s{c['s_q']} b={c['b']:3} sk={c['s_k']:6} vl={c['varlen']}"
-    line = f"{line:36} {statistics.median(b):8.1f}"
-    for s in ("noq", "nost", "both"):
-        n = [r[i]["us"] for r in R[s]]
-        if not n: continue
-        g = [100 * (x / y - 1) for x, y in zip(b, n)]
-        line += f"  {100*(statistics.median(b)/statistics.median(n)-1):+5.1f}% [{min(g):+.1f},{max(g):+.1f}]"
-    print(line)
-PY
+python3 "$(dirname "$0")/ab_table.py" "$OUT" base noq nost both

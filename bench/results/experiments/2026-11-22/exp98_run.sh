@@ -3,6 +3,7 @@
 # against HEAD (exp/head, from `git archive`). Builds both, runs the GPU tests on the new build
 # (kAuto, hopper, and the wide kernel for every M), then an A/B bench, rotating order.
 # Derived from exp96_run.sh (same A/B loop and table).
+# The table: ab_table.py (factored out after this ran; the same output).
 set -uo pipefail
 T0=$SECONDS
 OUT=${OUT:-/tmp/out98}; mkdir -p "$OUT"
@@ -39,21 +40,4 @@ for r in 1 2 3 4; do
 done
 echo "bench done at $((SECONDS-T0)) s"
 grep -h "FAILED" "$OUT"/ab_n_*.txt | head -5
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, glob
-out = sys.argv[1]
-def load(side):
-    runs = []
-    for f in sorted(glob.glob(f"{out}/ab_{side}_*.json")):
-        try: runs.append(json.load(open(f))["cases"])
-        except Exception as e: print("bad", f, e)
-    return runs
-B, N = load("b"), load("n")
-if not B or not N: sys.exit(0)
-print("case                                  head us   new us   gain [rounds]")
-for i, c in enumerate(B[0]):
-    b = [r[i]["us"] for r in B]; n = [r[i]["us"] for r in N]
-    g = [100 * (x / y - 1) for x, y in zip(b, n)]
-    name = f"h{c['h_q']} s{c['s_q']} b={c['b']:3} sk={c['s_k']:6} vl={c['varlen']}"
-    print(f"{name:36} {statistics.median(b):8.1f} {statistics.median(n):8.1f} {100*(statistics.median(b)/statistics.median(n)-1):+6.1f}% [{min(g):+.1f},{max(g):+.1f}]")
-PY
+python3 "$(dirname "$0")/ab_table.py" "$OUT" b:head n:new
