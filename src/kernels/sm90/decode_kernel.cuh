@@ -3,8 +3,8 @@
 //
 // Grid (m_blocks, num_sm_parts, h_kv), one CTA per SM, three warpgroups:
 //   producer   warp 0 walks the CTA's (sequence, page) list and TMA-loads each 64-token page
-//              (9 boxes of 64 channels) into one of two stages; for a sequence's partial last
-//              page it also zeroes the tokens past the end, so NaN there cannot reach P·V;
+//              (9 boxes of 64 channels) into one of two stages; warp 1 zeroes the tokens past
+//              the end of a sequence's partial last page, so NaN there cannot reach P·V;
 //   consumers  take the pages of a segment in pairs (A, B). Consumer 0 owns page A: it computes
 //              S_A = Q·K_Aᵀ over the whole page, its softmax against the row's reference m,
 //              and publishes the new reference and P_A (written over the page's RoPE channels,
@@ -41,8 +41,8 @@ namespace flash_mla::sm90 {
 // The consumers' view of the KV stages: page `it` of the CTA's walk sits in stage it % 2.
 // Both consumers wait on every page they read (the owner for Q·Kᵀ, the other for P·V), so
 // each sees the TMA bytes through its own barriers. A full page completes one phase of each
-// box barrier per use of the stage; a partial page is read only after the producer zeroed its
-// tail and arrived on `ready`.
+// box barrier per use of the stage; a partial page is read only after the zeroing warp zeroed
+// its tail and arrived on `ready`.
 struct StageWalk {
   uint32_t ready_parity = 0;  // bit s: parity of the next `ready` phase of stage s
   uint32_t page_a_parity = 0;  // parity of the next page_a / page_b hand-off (consumer 1 / 0)
@@ -239,6 +239,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
     for (int st = 0; st < Cfg::kStages; ++st) {
       for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
       ptx::mbarrier_init(&s.ready[st], Cfg::kProducerLanes);
+      ptx::mbarrier_init(&s.issued[st], 1);
       for (int c = 0; c < Cfg::kConsumers; ++c) {
         ptx::mbarrier_init(s.stage_empty(st, c), Cfg::kWarpgroupThreads);
       }
@@ -255,9 +256,12 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   if (role == Role::kProducer) {
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    // One warp produces; its lanes all zero partial pages and arrive on `ready`.
-    if (threadIdx.x / Cfg::kProducerLanes == 0) {
-      produce(p, &tmap_kv, s, part, g, threadIdx.x % Cfg::kProducerLanes);
+    // Warp 0 loads (lane 0 issues), warp 1 zeroes partial pages; warps 2 and 3 have no work.
+    const int warp = threadIdx.x / Cfg::kProducerLanes, lane = threadIdx.x % Cfg::kProducerLanes;
+    if (warp == 0) {
+      produce(p, &tmap_kv, s, part, g, lane);
+    } else if (warp == 1) {
+      zero_partial_pages(p, s, part, lane);
     }
   } else {
     // One copy of the consumer code per warpgroup, each compiled to its own register budget.

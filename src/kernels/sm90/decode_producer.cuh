@@ -1,5 +1,6 @@
-// The wide Hopper kernel's producer warp: TMA loads of each page's boxes into the two
-// stages, and the zeroing of a sequence's partial last page (decode_kernel.cuh).
+// The wide Hopper kernel's producer warpgroup (decode_kernel.cuh): warp 0 TMA-loads each page's
+// boxes into the two stages; warp 1 zeroes each sequence's partial last page once it has
+// landed, so that the loads never wait for a page to land.
 #pragma once
 
 #include <cuda.h>
@@ -13,16 +14,16 @@
 
 namespace flash_mla::sm90 {
 
-__device__ __forceinline__ void zero_page_tail(char* stage, int valid, int lane) {
-  // Whole 128-byte rows: the swizzle permutes chunks within a row only.
-  constexpr int kChunksPerRow = Cfg::kRowBytes / 16;  // 16-byte stores per 128-byte row
-  const int chunks = (Cfg::kBlockN - valid) * Cfg::kSubTiles * kChunksPerRow;
-  for (int c = lane; c < chunks; c += Cfg::kProducerLanes) {
-    const int row = valid + c / (Cfg::kSubTiles * kChunksPerRow);
-    const int rem = c % (Cfg::kSubTiles * kChunksPerRow);
-    *reinterpret_cast<uint4*>(stage + (rem / kChunksPerRow) * Cfg::kSubTileBytes +
-                              row * Cfg::kRowBytes + (rem % kChunksPerRow) * 16) =
-        make_uint4(0, 0, 0, 0);
+__device__ __forceinline__ void zero_page_tail(const char* stage, int valid, int lane) {
+  // In each box, rows [valid, kBlockN) are one contiguous range of whole 128-byte rows (the
+  // swizzle permutes chunks within a row only): 16 bytes a lane, 512 bytes a warp store.
+  constexpr uint32_t kStep = 16 * Cfg::kProducerLanes;
+  const uint32_t base = ptx::smem_addr(stage), first = valid * Cfg::kRowBytes + lane * 16;
+#pragma unroll 1
+  for (uint32_t box = base; box < base + Cfg::kTileBytes; box += Cfg::kSubTileBytes) {
+    for (uint32_t a = box + first; a < box + Cfg::kSubTileBytes; a += kStep) {
+      ptx::st_shared_zero16(a);
+    }
   }
 }
 
@@ -50,13 +51,34 @@ __device__ __forceinline__ void produce(const DecodeParams& p, const CUtensorMap
                            c * Cfg::kSubTileCols, tile % Cfg::kPageBlock, g, page, policy);
         }
       }
-      if (partial_page(seg, tile)) {
-        for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_wait(s.box_full(stage, c), use & 1);
-        zero_page_tail(s.stage(stage), seg.token_end - tile, lane);
-        ptx::fence_proxy_async_shared();
-        ptx::mbarrier_arrive(&s.ready[stage]);  // every lane: each releases its own zeros
-      }
+      if (lane == 0 && partial_page(seg, tile)) ptx::mbarrier_arrive(&s.issued[stage]);
     }
+  });
+}
+
+// Warp 1: walks the same pages as warp 0. For a partial last page it waits until warp 0 has
+// issued its boxes (`issued`: from then on the box barriers' current phase is this page's, and
+// none completes another before `ready`, which both consumers wait for before they read the
+// page), waits for the boxes, zeroes the tokens past the end and arrives on `ready` with every
+// lane (each releases its own zeros). Warp 0 issues the next pages meanwhile, where it used to
+// wait for the page to land (docs/perf-notes.md, "exp107").
+__device__ __forceinline__ void zero_partial_pages(const DecodeParams& p, const Smem& s, int part,
+                                                   int lane) {
+  int it = 0;             // pages walked so far
+  uint32_t issued = 0;    // bit s: parity of the next `issued` phase of stage s
+  for_each_segment(p, part, [&](const Segment& seg) {
+    const int last = (seg.token_end - seg.token_begin - 1) / Cfg::kBlockN;  // its last page
+    it += last + 1;
+    const int tile = seg.token_begin + last * Cfg::kBlockN;
+    if (!partial_page(seg, tile)) return;
+    const int stage = (it - 1) % Cfg::kStages;
+    const uint32_t use = (it - 1) / Cfg::kStages;
+    ptx::mbarrier_wait(&s.issued[stage], (issued >> stage) & 1u);
+    issued ^= 1u << stage;
+    for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_wait(s.box_full(stage, c), use & 1);
+    zero_page_tail(s.stage(stage), seg.token_end - tile, lane);
+    ptx::fence_proxy_async_shared();
+    ptx::mbarrier_arrive(&s.ready[stage]);
   });
 }
 

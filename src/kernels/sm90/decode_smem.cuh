@@ -39,7 +39,8 @@ struct Smem {
   float* row_ref;   // [2 pages of the pair][64 rows] softmax reference m after page A / B
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
-  uint64_t* ready;  // [kStages] partial page zeroed by the producer (used instead of full)
+  uint64_t* ready;   // [kStages] partial page zeroed by the zeroing warp (used instead of full)
+  uint64_t* issued;  // [kStages] partial page's boxes issued (producer -> zeroing warp)
   uint64_t* empty;  // [kStages][2] consumer c done with its share of the stage (128 arrivals):
                     // consumer 0's frees boxes 0-3 (V columns 0..255), consumer 1's with it
                     // frees boxes 4-8, so the next page's first boxes load while consumer 1
@@ -60,7 +61,8 @@ struct Smem {
     row_sum = row_ref + Cfg::kConsumers * Cfg::kBlockM;
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
     ready = full + Cfg::kStages * Cfg::kSubTiles;
-    empty = ready + Cfg::kStages;
+    issued = ready + Cfg::kStages;
+    empty = issued + Cfg::kStages;
     page_a = empty + Cfg::kStages * Cfg::kConsumers;
     page_b = page_a + 1;
   }

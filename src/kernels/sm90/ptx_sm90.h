@@ -34,6 +34,11 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_
                :: "r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
 
+// 16 zero bytes at a shared-memory address.
+__device__ __forceinline__ void st_shared_zero16(uint32_t addr) {
+  asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" :: "r"(addr), "r"(0) : "memory");
+}
+
 // Spins until the phase with the given parity has completed (PTX ISA: "mbarrier.try_wait").
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A/B of several builds (exp105 on). SIDES is a space-separated list of NAME:DIR[:FLAGS]: the
+# source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
+# (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags). The first
+# side is the base. Then, with TESTS=1, the GPU tests of the last side (kAuto, hopper, and the
+# wide kernel for every M); the bench, ROUNDS rounds (3) with the order rotating, `--kernel
+# KERNEL` (auto), cases from EXP_CASES (space-separated --case values); and ab_table.py's table:
+# each side's gain in time against the base.
+# Derived from exp97_run.sh and exp98_run.sh.
+set -uo pipefail
+T0=$SECONDS
+OUT=${OUT:-/tmp/outab}; mkdir -p "$OUT"
+J=$(nproc)
+CUT=-DFLASH_MLA_CUTLASS_INCLUDE_DIR=$PWD/.deps/cutlass/include
+build() {  # name, dir, flags (comma-separated), target
+  local f=${3//,/ }
+  cmake -S "$2" -B build-ab/$1 -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real $CUT \
+    "-DCMAKE_CUDA_FLAGS=$f" "-DCMAKE_CXX_FLAGS=$f" >"$OUT/cfg_$1.log" 2>&1 &&
+  cmake --build build-ab/$1 -j $((J / 2)) $4 >"$OUT/build_$1.log" 2>&1
+}
+NAMES=() DIRS=() FLAGS=()
+for s in ${SIDES:?}; do
+  IFS=: read -r n d f <<< "$s"; NAMES+=("$n"); DIRS+=("$d"); FLAGS+=("${f:-}")
+done
+N=${#NAMES[@]}
+for ((k = 0; k < N; k += 2)); do
+  pids=()
+  for ((j = k; j < k + 2 && j < N; ++j)); do
+    target="--target flash_mla_bench"; [ "${TESTS:-0}" = 1 ] && [ $j -eq $((N - 1)) ] && target=""
+    build "${NAMES[j]}" "${DIRS[j]}" "${FLAGS[j]}" "$target" & pids+=($!)
+  done
+  for ((j = 0; j < ${#pids[@]}; ++j)); do
+    wait ${pids[j]} || { tail -30 "$OUT/build_${NAMES[k + j]}.log"; exit 1; }
+  done
+done
+echo "built at $((SECONDS-T0)) s"
+if [ "${TESTS:-0}" = 1 ]; then
+  T=build-ab/${NAMES[N - 1]}/tests/flash_mla_gpu_tests
+  for k in auto hopper hopper-wide; do
+    kern=${k%-wide}; narrow=1; [ "$k" = hopper-wide ] && narrow=0
+    FLASH_MLA_KERNEL=$kern FLASH_MLA_HOPPER_NARROW=$narrow timeout 200 $T --gtest_brief=1 > "$OUT/gtest_$k.txt" 2>&1
+    echo "gpu tests $k: rc=$? $(grep -E '^\[  PASSED|FAILED TEST' "$OUT/gtest_$k.txt" | head -3 | tr '\n' ' ')"
+  done
+  echo "tests done at $((SECONDS-T0)) s"
+fi
+CASES=(${EXP_CASES:?})
+ARGS=(--no-ceilings --kernel ${KERNEL:-auto})
+for c in "${CASES[@]}"; do ARGS+=(--case "$c"); done
+for ((r = 1; r <= ${ROUNDS:-3}; ++r)); do
+  for ((k = 0; k < N; ++k)); do
+    side=${NAMES[$(((k + r) % N))]}
+    [ $((SECONDS-T0)) -gt ${DEADLINE:-540} ] && { echo "deadline before round $r"; break 2; }
+    timeout 150 build-ab/$side/bench/flash_mla_bench "${ARGS[@]}" --json "$OUT/ab_${side}_$r.json" > "$OUT/ab_${side}_$r.txt" 2>&1 || echo "bench $side $r rc=$?"
+  done
+done
+echo "bench done at $((SECONDS-T0)) s"
+python3 "$(dirname "$0")/ab_table.py" "$OUT" "${NAMES[@]}"
