@@ -5,7 +5,7 @@
 # side is the base. Then, with TESTS=1, the GPU tests of the last side (kAuto, hopper, and the
 # wide kernel for every M); the bench, ROUNDS rounds (3) with the order rotating, `--kernel
 # KERNEL` (auto), cases from EXP_CASES (space-separated --case values); and ab_table.py's table:
-# each side's gain in time against the base.
+# each side's gain in time against the base (with META=1 and two sides, the metadata µs too).
 # Derived from exp97_run.sh and exp98_run.sh.
 set -uo pipefail
 T0=$SECONDS
@@ -54,4 +54,5 @@ for ((r = 1; r <= ${ROUNDS:-3}; ++r)); do
   done
 done
 echo "bench done at $((SECONDS-T0)) s"
-python3 "$(dirname "$0")/ab_table.py" "$OUT" "${NAMES[@]}"
+META_ARG=(); [ "${META:-0}" = 1 ] && META_ARG=(--meta)
+python3 "$(dirname "$0")/ab_table.py" "$OUT" "${META_ARG[@]}" "${NAMES[@]}"
