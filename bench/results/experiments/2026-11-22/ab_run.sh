@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of several builds (exp105 on). SIDES is a space-separated list of NAME:DIR[:FLAGS]: the
 # source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
-# (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags). The first
+# (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags; -Xptxas=...
+# ones in the CUDA flags only). The first
 # side is the base. Then, with TESTS=1, the GPU tests of the last side (kAuto, hopper, and the
 # wide kernel for every M); the bench, ROUNDS rounds (3) with the order rotating, `--kernel
 # KERNEL` (auto), cases from EXP_CASES (space-separated --case values); and ab_table.py's table:
@@ -12,10 +13,11 @@ T0=$SECONDS
 OUT=${OUT:-/tmp/outab}; mkdir -p "$OUT"
 J=$(nproc)
 CUT=-DFLASH_MLA_CUTLASS_INCLUDE_DIR=$PWD/.deps/cutlass/include
-build() {  # name, dir, flags (comma-separated), target
-  local f=${3//,/ }
+build() {  # name, dir, flags (comma-separated; -Xptxas=... ones go to nvcc only), target
+  local f=${3//,/ } cxx=""
+  for x in $f; do [[ $x == -Xptxas* ]] || cxx+=" $x"; done
   cmake -S "$2" -B build-ab/$1 -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real $CUT \
-    "-DCMAKE_CUDA_FLAGS=$f" "-DCMAKE_CXX_FLAGS=$f" >"$OUT/cfg_$1.log" 2>&1 &&
+    "-DCMAKE_CUDA_FLAGS=$f" "-DCMAKE_CXX_FLAGS=$cxx" >"$OUT/cfg_$1.log" 2>&1 &&
   cmake --build build-ab/$1 -j $((J / 2)) $4 >"$OUT/build_$1.log" 2>&1
 }
 NAMES=() DIRS=() FLAGS=()
