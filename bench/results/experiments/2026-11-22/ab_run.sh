@@ -2,11 +2,11 @@
 # A/B of several builds (exp105 on). SIDES is a space-separated list of NAME:DIR[:FLAGS]: the
 # source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
 # (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags; -Xptxas=...
-# ones in the CUDA flags only). The first
-# side is the base. Then, with TESTS=1, the GPU tests of the last side (kAuto, hopper, and the
-# wide kernel for every M); the bench, ROUNDS rounds (3) with the order rotating, `--kernel
-# KERNEL` (auto), cases from EXP_CASES (space-separated --case values); and ab_table.py's table:
-# each side's gain in time against the base (with META=1 and two sides, the metadata µs too).
+# ones in the CUDA flags only). The first side is the base. Then, with TESTS=1, the GPU tests of
+# the last side (kAuto, hopper, and the wide kernel for every M); the bench, ROUNDS rounds (3)
+# with the order rotating, `--kernel KERNEL` (auto), cases from EXP_CASES (space-separated --case
+# values); and ab_table.py's table: each side's gain in time against the base (with META=1 and
+# two sides, the metadata µs too).
 # Derived from exp97_run.sh and exp98_run.sh.
 set -uo pipefail
 T0=$SECONDS

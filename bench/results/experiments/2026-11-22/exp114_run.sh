@@ -28,7 +28,10 @@ d = {}
 for r in rows:
     name = re.sub(r"[<(].*", "", r[k].replace("(anonymous namespace)::", "")).split("::")[-1]
     x = float(r[v].replace(",", ""))
-    x *= {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}.get(r[unit], 1e-3)  # to us
+    scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}
+    if r[unit] not in scale:
+        sys.exit(f"unknown unit {r[unit]!r} for {r[k]}")
+    x *= scale[r[unit]]  # to us
     d.setdefault(name, []).append(x)
 print(f"{case}: call {us[0] if us else '?'} us; " +
       "; ".join(f"{n} {statistics.median(x):.1f} us (n={len(x)})" for n, x in d.items()))
