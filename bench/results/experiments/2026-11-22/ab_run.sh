@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A/B of several builds (exp105 on). SIDES is a space-separated list of NAME:DIR[:FLAGS]: the
-# source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
+# A/B of several builds (exp105 on). SIDES is a space-separated list of NAME:DIR[:FLAGS[:ENV]]:
+# the source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
 # (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags; -Xptxas=...
-# ones in the CUDA flags only). The first side is the base. Then, with TESTS=1, the GPU tests of
+# ones in the CUDA flags only), its bench run with the environment ENV (comma-separated VAR=VALUE,
+# exp115 on). Sides with the same DIR and FLAGS share one build. The first side is the base. Then, with TESTS=1, the GPU tests of
 # the last side (kAuto, hopper, and the wide kernel for every M); the bench, ROUNDS rounds (3)
 # with the order rotating, `--kernel KERNEL` (auto), cases from EXP_CASES (space-separated --case
 # values); and ab_table.py's table: each side's gain in time against the base (with META=1 and
@@ -20,24 +21,33 @@ build() {  # name, dir, flags (comma-separated; -Xptxas=... ones go to nvcc only
     "-DCMAKE_CUDA_FLAGS=$f" "-DCMAKE_CXX_FLAGS=$cxx" >"$OUT/cfg_$1.log" 2>&1 &&
   cmake --build build-ab/$1 -j $((J / 2)) $4 >"$OUT/build_$1.log" 2>&1
 }
-NAMES=() DIRS=() FLAGS=()
+NAMES=() DIRS=() FLAGS=() ENVS=() BUILDS=()  # BUILDS: the side whose build each side runs
 for s in ${SIDES:?}; do
-  IFS=: read -r n d f <<< "$s"; NAMES+=("$n"); DIRS+=("$d"); FLAGS+=("${f:-}")
+  IFS=: read -r n d f e <<< "$s"; NAMES+=("$n"); DIRS+=("$d"); FLAGS+=("${f:-}"); ENVS+=("${e:-}")
+  b=$n
+  for ((j = 0; j < ${#NAMES[@]} - 1; ++j)); do
+    [ "${DIRS[j]}|${FLAGS[j]}" = "$d|${f:-}" ] && { b=${BUILDS[j]}; break; }
+  done
+  BUILDS+=("$b")
 done
 N=${#NAMES[@]}
-for ((k = 0; k < N; k += 2)); do
-  pids=()
-  for ((j = k; j < k + 2 && j < N; ++j)); do
-    target="--target flash_mla_bench"; [ "${TESTS:-0}" = 1 ] && [ $j -eq $((N - 1)) ] && target=""
-    build "${NAMES[j]}" "${DIRS[j]}" "${FLAGS[j]}" "$target" & pids+=($!)
+UNIQUE=()  # indices of the sides that build
+for ((j = 0; j < N; ++j)); do [ "${BUILDS[j]}" = "${NAMES[j]}" ] && UNIQUE+=($j); done
+for ((k = 0; k < ${#UNIQUE[@]}; k += 2)); do
+  pids=() names=()
+  for ((u = k; u < k + 2 && u < ${#UNIQUE[@]}; ++u)); do
+    j=${UNIQUE[u]}
+    target="--target flash_mla_bench"
+    [ "${TESTS:-0}" = 1 ] && [ "${NAMES[j]}" = "${BUILDS[N - 1]}" ] && target=""
+    build "${NAMES[j]}" "${DIRS[j]}" "${FLAGS[j]}" "$target" & pids+=($!); names+=("${NAMES[j]}")
   done
   for ((j = 0; j < ${#pids[@]}; ++j)); do
-    wait ${pids[j]} || { tail -30 "$OUT/build_${NAMES[k + j]}.log"; exit 1; }
+    wait ${pids[j]} || { tail -30 "$OUT/build_${names[j]}.log"; exit 1; }
   done
 done
 echo "built at $((SECONDS-T0)) s"
 if [ "${TESTS:-0}" = 1 ]; then
-  T=build-ab/${NAMES[N - 1]}/tests/flash_mla_gpu_tests
+  T=build-ab/${BUILDS[N - 1]}/tests/flash_mla_gpu_tests
   for k in auto hopper hopper-wide; do
     kern=${k%-wide}; narrow=1; [ "$k" = hopper-wide ] && narrow=0
     FLASH_MLA_KERNEL=$kern FLASH_MLA_HOPPER_NARROW=$narrow timeout 200 $T --gtest_brief=1 > "$OUT/gtest_$k.txt" 2>&1
@@ -50,9 +60,10 @@ ARGS=(--no-ceilings --kernel ${KERNEL:-auto})
 for c in "${CASES[@]}"; do ARGS+=(--case "$c"); done
 for ((r = 1; r <= ${ROUNDS:-3}; ++r)); do
   for ((k = 0; k < N; ++k)); do
-    side=${NAMES[$(((k + r) % N))]}
+    i=$(((k + r) % N)); side=${NAMES[i]}
     [ $((SECONDS-T0)) -gt ${DEADLINE:-540} ] && { echo "deadline before round $r"; break 2; }
-    timeout 150 build-ab/$side/bench/flash_mla_bench "${ARGS[@]}" --json "$OUT/ab_${side}_$r.json" > "$OUT/ab_${side}_$r.txt" 2>&1 || echo "bench $side $r rc=$?"
+    env ${ENVS[i]//,/ } timeout 150 build-ab/${BUILDS[i]}/bench/flash_mla_bench "${ARGS[@]}" \
+      --json "$OUT/ab_${side}_$r.json" > "$OUT/ab_${side}_$r.txt" 2>&1 || echo "bench $side $r rc=$?"
   done
 done
 echo "bench done at $((SECONDS-T0)) s"
