@@ -3,11 +3,13 @@
 # the source tree DIR (`.` for the working tree, or a `git archive` of a commit) built with FLAGS
 # (comma-separated, e.g. diagnostic -D macros, put in both the CUDA and the C++ flags; -Xptxas=...
 # ones in the CUDA flags only), its bench run with the environment ENV (comma-separated VAR=VALUE,
-# exp115 on). Sides with the same DIR and FLAGS share one build. The first side is the base. Then, with TESTS=1, the GPU tests of
-# the last side (kAuto, hopper, and the wide kernel for every M); the bench, ROUNDS rounds (3)
-# with the order rotating, `--kernel KERNEL` (auto), cases from EXP_CASES (space-separated --case
-# values); and ab_table.py's table: each side's gain in time against the base (with META=1 and
-# two sides, the metadata µs too).
+# exp115 on). Sides with the same DIR and FLAGS share one build. The first side is the base.
+# Then, with TESTS=1, the GPU tests of the last side, in its environment (exp118 on): kAuto,
+# hopper, and the wide kernel for every M; with SAN_FILTER also memcheck, racecheck and synccheck
+# on those tests with the wide kernel; each test run stops after TEST_TIMEOUT s (200). Then the
+# bench, ROUNDS rounds (3) with the order rotating, `--kernel KERNEL` (auto), cases from
+# EXP_CASES (space-separated --case values); and ab_table.py's table: each side's gain in time
+# against the base (with META=1 and two sides, the metadata µs too).
 # Derived from exp97_run.sh and exp98_run.sh.
 set -uo pipefail
 T0=$SECONDS
@@ -50,9 +52,19 @@ if [ "${TESTS:-0}" = 1 ]; then
   T=build-ab/${BUILDS[N - 1]}/tests/flash_mla_gpu_tests
   for k in auto hopper hopper-wide; do
     kern=${k%-wide}; narrow=1; [ "$k" = hopper-wide ] && narrow=0
-    FLASH_MLA_KERNEL=$kern FLASH_MLA_HOPPER_NARROW=$narrow timeout 200 $T --gtest_brief=1 > "$OUT/gtest_$k.txt" 2>&1
+    env ${ENVS[N - 1]//,/ } FLASH_MLA_KERNEL=$kern FLASH_MLA_HOPPER_NARROW=$narrow timeout ${TEST_TIMEOUT:-200} $T \
+      --gtest_brief=1 > "$OUT/gtest_$k.txt" 2>&1
     echo "gpu tests $k: rc=$? $(grep -E '^\[  PASSED|FAILED TEST' "$OUT/gtest_$k.txt" | head -3 | tr '\n' ' ')"
   done
+  if [ -n "${SAN_FILTER:-}" ]; then
+    SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck synccheck; do
+      env ${ENVS[N - 1]//,/ } FLASH_MLA_KERNEL=hopper FLASH_MLA_HOPPER_NARROW=0 timeout ${TEST_TIMEOUT:-200} \
+        "$SAN" --tool $tool --error-exitcode 9 $T --gtest_brief=1 --gtest_filter="$SAN_FILTER" \
+        > "$OUT/san_$tool.txt" 2>&1
+      echo "$tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|^\[  PASSED' "$OUT/san_$tool.txt" | tr '\n' ' ')"
+    done
+  fi
   echo "tests done at $((SECONDS-T0)) s"
 fi
 CASES=(${EXP_CASES:?})
