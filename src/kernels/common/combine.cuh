@@ -119,15 +119,11 @@ template <class Element, class S>
 __device__ __forceinline__ void write_row(const DecodeParams& p, int b, int g, int row, int chunk,
                                           int lane, const float4 (&acc)[S::kVecsPerLane],
                                           float lse) {
-  const int i = row / p.heads_per_kv;
-  const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-  Element* out = static_cast<Element*>(p.out) + b * p.out_batch_stride + i * p.out_seq_stride +
-                 h * p.out_head_stride + chunk * S::kColsPerWarp + lane * 4;
+  Element* out = static_cast<Element*>(p.out) + out_offset(p, b, g, row) +
+                 chunk * S::kColsPerWarp + lane * 4;
 #pragma unroll
   for (int v = 0; v < S::kVecsPerLane; ++v) store4<Element>(out + v * 128, acc[v]);
-  if (lane == 0 && chunk == 0) {
-    p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = lse;
-  }
+  if (lane == 0 && chunk == 0) p.lse[lse_offset(p, b, g, row)] = lse;
 }
 
 // A row with no valid key: out = 0, lse = +inf.

@@ -1,6 +1,7 @@
 // The walk every decode kernel makes over its scheduling record: the (sequence, page range)
 // segments a CTA owns, in order, with the workspace slot of each split piece. One definition,
 // so the split kernels and the combine kernel agree on slots (docs/design.md, "The schedule").
+// Also where a fused query row lives in q, out, lse and the workspace, for every kernel.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,29 @@ __device__ __forceinline__ int key_limit(const DecodeParams& p, const Segment& s
 // that the split kernels write and the combine kernel reads.
 __device__ __forceinline__ int64_t workspace_row(const DecodeParams& p, int slot, int g, int row) {
   return (static_cast<int64_t>(slot) * p.num_heads_kv + g) * p.rows_per_kv + row;
+}
+
+// Where fused row `row` of KV head g of sequence b lives in q, out and lse: the row is query
+// position i = row / heads_per_kv of query head g * heads_per_kv + row % heads_per_kv
+// (DecodeParams::rows_per_kv). Offsets in elements.
+struct FusedRow {
+  int i;  // query position (0 .. s_q - 1)
+  int h;  // query head (0 .. h_q - 1)
+};
+__device__ __forceinline__ FusedRow fused_row(const DecodeParams& p, int g, int row) {
+  return {row / p.heads_per_kv, g * p.heads_per_kv + row % p.heads_per_kv};
+}
+__device__ __forceinline__ int64_t q_offset(const DecodeParams& p, int b, int g, int row) {
+  const FusedRow r = fused_row(p, g, row);
+  return b * p.q_batch_stride + r.i * p.q_seq_stride + r.h * p.q_head_stride;
+}
+__device__ __forceinline__ int64_t out_offset(const DecodeParams& p, int b, int g, int row) {
+  const FusedRow r = fused_row(p, g, row);
+  return b * p.out_batch_stride + r.i * p.out_seq_stride + r.h * p.out_head_stride;
+}
+__device__ __forceinline__ int64_t lse_offset(const DecodeParams& p, int b, int g, int row) {
+  const FusedRow r = fused_row(p, g, row);
+  return b * p.lse_batch_stride + r.h * p.lse_head_stride + r.i * p.lse_seq_stride;
 }
 
 // Field f of scheduling record `part`.

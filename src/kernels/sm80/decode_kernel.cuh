@@ -84,12 +84,7 @@ __device__ __forceinline__ void load_q_tile(const DecodeParams& p, Element* sQ, 
     const int row = m_block * Cfg::kBlockM + r;
     const bool valid = row < p.rows_per_kv;
     const Element* src = gQ;
-    if (valid) {
-      const int i = row / p.heads_per_kv;
-      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-      src = gQ + batch * p.q_batch_stride + i * p.q_seq_stride + h * p.q_head_stride +
-            chunk * Cfg::kChunkElems;
-    }
+    if (valid) src = gQ + q_offset(p, batch, g, row) + chunk * Cfg::kChunkElems;
     ptx::cp_async_16(sQ + r * Cfg::kRowStride + chunk * Cfg::kChunkElems, src, valid);
   }
 }
@@ -340,8 +335,6 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     const FinishedRow fin = finish_row(st.m[half], l, split);
     const float inv = fin.inv_sum, lse = fin.lse;
     const int col0 = c.warp_in_group * Cfg::kColsPerWarp + c.tig * 2;
-    const int i = row / p.heads_per_kv;
-    const int h = g * p.heads_per_kv + row % p.heads_per_kv;
     if (split) {
       const int64_t accum_row = workspace_row(p, seg.slot, g, row);
       float* dst = p.o_accum + accum_row * Cfg::kHeadDimV + col0;
@@ -352,16 +345,13 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
       }
       if (c.warp_in_group == 0 && c.tig == 0) p.lse_accum[accum_row] = lse;
     } else {
-      Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
-                     i * p.out_seq_stride + h * p.out_head_stride + col0;
+      Element* dst = static_cast<Element*>(p.out) + out_offset(p, seg.batch, g, row) + col0;
 #pragma unroll
       for (int nt = 0; nt < Cfg::kOTiles; ++nt) {
         *reinterpret_cast<uint32_t*>(dst + nt * 8) =
             ptx::pack2<Element>(o[nt][2 * half] * inv, o[nt][2 * half + 1] * inv);
       }
-      if (c.warp_in_group == 0 && c.tig == 0) {
-        p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = lse;
-      }
+      if (c.warp_in_group == 0 && c.tig == 0) p.lse[lse_offset(p, seg.batch, g, row)] = lse;
     }
   }
 }

@@ -107,9 +107,7 @@ __device__ __forceinline__ void finish_rows(const DecodeParams& p, const Segment
     if (split) {
       p.lse_accum[workspace_row(p, seg.slot, g, row)] = fin.lse;
     } else {
-      const int i = row / p.heads_per_kv;
-      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-      p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] = fin.lse;
+      p.lse[lse_offset(p, seg.batch, g, row)] = fin.lse;
     }
   }
 }
@@ -138,10 +136,7 @@ __device__ __forceinline__ void write_output(const DecodeParams& p, const Segmen
     stage_partials<1>(slice, lane, inv, o);
     copy_slice<true>(copies ? dst + OutputStage::kPartialCols : nullptr, src);
   } else {  // rows 16-byte aligned: out and its strides are (validate.cpp)
-    const int i = row / p.heads_per_kv;
-    const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-    Element* dst = copies ? static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
-                                i * p.out_seq_stride + h * p.out_head_stride +
+    Element* dst = copies ? static_cast<Element*>(p.out) + out_offset(p, seg.batch, g, row) +
                                 c.consumer * Cfg::kColsPerConsumer
                           : nullptr;
     stage_out<Element>(slice, lane, inv, o);

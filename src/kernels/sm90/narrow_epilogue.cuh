@@ -49,8 +49,6 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
     for (int w = 0; w < C::kWarps; ++w) sum += col_sum[w * kRows + row];
     const FinishedRow fin = finish_row(st.m[j], sum, split);
     const float inv = fin.inv_sum, lse = fin.lse;
-    const int i = row / p.heads_per_kv;
-    const int h = g * p.heads_per_kv + row % p.heads_per_kv;
     const int idx0 = (j / 2) * 4 + (j % 2);  // + 2*half
     const bool writes_lse = kConsumer == 0 && warp == 0 && lane < 4;
     if (split) {
@@ -67,8 +65,7 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
       }
       if (writes_lse) p.lse_accum[accum_row] = lse;
     } else {
-      Element* dst = static_cast<Element*>(p.out) + seg.batch * p.out_batch_stride +
-                     i * p.out_seq_stride + h * p.out_head_stride + m_row;
+      Element* dst = static_cast<Element*>(p.out) + out_offset(p, seg.batch, g, row) + m_row;
 #pragma unroll
       for (int jt = kTile0; jt < kTile0 + C::kOTilesPerConsumer; ++jt) {
 #pragma unroll
@@ -76,10 +73,7 @@ __device__ __forceinline__ void narrow_epilogue(const DecodeParams& p, const Nar
           dst[jt * 64 + 8 * half] = to_element<Element>(st.o[jt][idx0 + 2 * half] * inv);
         }
       }
-      if (writes_lse) {
-        p.lse[seg.batch * p.lse_batch_stride + h * p.lse_head_stride + i * p.lse_seq_stride] =
-            lse;
-      }
+      if (writes_lse) p.lse[lse_offset(p, seg.batch, g, row)] = lse;
     }
   }
 }

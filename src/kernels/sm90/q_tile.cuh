@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/common/ptx.h"
+#include "kernels/common/segments.h"
 #include "kernels/params.h"
 #include "kernels/sm90/config.h"
 
@@ -29,12 +30,7 @@ __device__ __forceinline__ void load_q_rows(const DecodeParams& p, char* sQ, int
     const int row = row0 + r;
     const bool valid = row < p.rows_per_kv;  // rows past M: zero-filled, nothing read
     const Element* src = gQ;
-    if (valid) {
-      const int i = row / p.heads_per_kv;
-      const int h = g * p.heads_per_kv + row % p.heads_per_kv;
-      src = gQ + batch * p.q_batch_stride + i * p.q_seq_stride + h * p.q_head_stride +
-            cc * (16 / sizeof(Element));
-    }
+    if (valid) src = gQ + q_offset(p, batch, g, row) + cc * (16 / sizeof(Element));
     const int sub = cc / 8, chunk = cc % 8;
     ptx::cp_async_16(sQ + sub * kSubTileBytes + r * kRowBytes + ((chunk ^ (r % 8)) * 16), src,
                      valid);
