@@ -14,7 +14,7 @@
 
 namespace flash_mla::sm90 {
 
-__device__ __forceinline__ void zero_page_tail(const char* stage, int valid, int lane) {
+__device__ __forceinline__ void zero_page_tail(char* stage, int valid, int lane) {
   // In each box, rows [valid, kBlockN) are one contiguous range of whole 128-byte rows (the
   // swizzle permutes chunks within a row only): 16 bytes a lane, 512 bytes a warp store.
   constexpr uint32_t kStep = 16 * Cfg::kProducerLanes;
