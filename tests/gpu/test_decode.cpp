@@ -155,6 +155,11 @@ std::vector<DecodeCase> decode_cases() {
     list.add("b64_mixed_M" + std::to_string(h_q), random_lengths(64, 0, 4000, 64), h_q, 1);
   }
 
+  // Many sequences with several KV heads: the combine kernel's column per part over KV heads, and
+  // over two m-blocks of the wide Hopper kernel at 128 rows.
+  list.add("many_b48_hkv2_M64", random_lengths(48, 0, 3000, 48), 128, 1, 2);
+  list.add("many_b40_hkv2_M128_sq2_causal", random_lengths(40, 0, 3000, 40), 128, 2, 2, true);
+
   // Explicit part counts: any positive count must give the same results. 600 parts put the
   // combine kernel for few sequences past 48 KiB of shared memory with its static arrays
   // (the launch failed before 2026-11-22); at 8000 its slot weights no longer fit at all.
