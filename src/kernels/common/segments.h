@@ -42,8 +42,12 @@ struct FusedRow {
   int i;  // query position (0 .. s_q - 1)
   int h;  // query head (0 .. h_q - 1)
 };
+// The query position alone (what causal masking needs).
+__device__ __forceinline__ int query_position(const DecodeParams& p, int row) {
+  return row / p.heads_per_kv;
+}
 __device__ __forceinline__ FusedRow fused_row(const DecodeParams& p, int g, int row) {
-  return {row / p.heads_per_kv, g * p.heads_per_kv + row % p.heads_per_kv};
+  return {query_position(p, row), g * p.heads_per_kv + row % p.heads_per_kv};
 }
 __device__ __forceinline__ int64_t q_offset(const DecodeParams& p, int b, int g, int row) {
   const FusedRow r = fused_row(p, g, row);

@@ -230,7 +230,7 @@ __device__ __forceinline__ void update_softmax(const DecodeParams& p, const Segm
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int row = m_block * Cfg::kBlockM + local_row0 + 8 * half;
-    const int i = row / p.heads_per_kv;  // query token of this row
+    const int i = query_position(p, row);
     const int causal_limit = seg.seqlen - p.seqlen_q + i;  // last visible key when causal
     float mx = -INFINITY;
 #pragma unroll

@@ -111,7 +111,7 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
     const int limit =
-        kMasked ? key_limit(p, seg, (m_block * Cfg::kBlockM + r) / p.heads_per_kv) : 0;
+        kMasked ? key_limit(p, seg, query_position(p, m_block * Cfg::kBlockM + r)) : 0;
     float mx = st.m[half];
 #pragma unroll
     for (int nt = 0; nt < Cfg::kBlockN / 8; ++nt) {
@@ -168,7 +168,7 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
 // index).
 __device__ __forceinline__ int unmasked_end(const DecodeParams& p, const Segment& seg,
                                             int m_block) {
-  return key_limit(p, seg, (m_block * Cfg::kBlockM) / p.heads_per_kv);
+  return key_limit(p, seg, query_position(p, m_block * Cfg::kBlockM));
 }
 
 // Takes the other consumer's published reference (after its page): returns the rescale of

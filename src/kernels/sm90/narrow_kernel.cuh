@@ -160,7 +160,7 @@ __device__ __forceinline__ void narrow_consume(const DecodeParams& p, const Narr
     load_q_rows<Element, kRows>(p, s.q, seg.batch, g, 0, consumer * C::kWarpgroupThreads + t,
                                 kBothThreads);
     if (consumer == 0 && t < kRows) {
-      s.col_limit[t] = key_limit(p, seg, t / p.heads_per_kv);
+      s.col_limit[t] = key_limit(p, seg, query_position(p, t));
     }
     ptx::fence_proxy_async_shared();  // Q: thread writes read by the wgmma
     sync_consumer(consumer);          // this consumer's part of Q written
