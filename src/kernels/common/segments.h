@@ -22,6 +22,17 @@ struct Segment {
   int slot;         // workspace slot of a split piece, -1 when written directly
 };
 
+// The first token that the TMA kernels' load of the page at `tile` holds (sm90): `tile`, except
+// on a sequence's partial last page, which is loaded ending at the segment's last token. Its
+// coordinate in the page, origin - tile, is then negative: the rows before the page lie outside
+// the tensor map, so the copy engine fills them with zeros and reads nothing for them. No NaN
+// past a sequence's end reaches shared memory (0 x NaN would survive P·V), and those tokens are
+// not read. The kernels mask keys below `tile` (the previous page's) as well as those at or
+// above a row's limit.
+__device__ __forceinline__ int page_origin(const Segment& seg, int tile) {
+  return min(tile, seg.token_end - sched::kPageBlock);
+}
+
 // Keys of `seg` visible to query index i (0 .. seqlen_q - 1): tokens below the returned
 // limit. Causal: query i sits at position seqlen - seqlen_q + i and sees keys up to it.
 __device__ __forceinline__ int key_limit(const DecodeParams& p, const Segment& seg, int i) {

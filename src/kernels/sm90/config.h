@@ -67,10 +67,10 @@ struct HopperConfig {
   static constexpr size_t kQBytes = size_t(kSubTiles) * kQSubTileBytes;
   static constexpr size_t kKVBytes = size_t(kStages) * kTileBytes;
   static constexpr size_t kRowStatBytes = size_t(kConsumers) * kBlockM * sizeof(float);
-  // full: one per TMA box (Q K^T starts on the first box), ready and issued: one per stage,
-  // empty: one per stage and consumer. Two more for the consumers' per-pair hand-offs.
+  // full: one per TMA box (Q K^T starts on the first box), empty: one per stage and consumer.
+  // Two more for the consumers' per-pair hand-offs.
   static constexpr size_t kBarrierBytes =
-      ((kSubTiles + 2 + kConsumers) * kStages + 2) * sizeof(uint64_t);
+      ((kSubTiles + kConsumers) * kStages + 2) * sizeof(uint64_t);
   static constexpr size_t kSmemBytes =
       kQBytes + kKVBytes + 2 * kRowStatBytes + kBarrierBytes + kSwizzleAtomBytes;
 

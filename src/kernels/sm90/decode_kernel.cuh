@@ -3,8 +3,8 @@
 //
 // Grid (m_blocks, num_sm_parts, h_kv), one CTA per SM, three warpgroups:
 //   producer   warp 0 walks the CTA's (sequence, page) list and TMA-loads each 64-token page
-//              (9 boxes of 64 channels) into one of two stages; warp 1 zeroes the tokens past
-//              the end of a sequence's partial last page, so NaN there cannot reach P·V;
+//              (9 boxes of 64 channels) into one of two stages; a sequence's partial last page
+//              ends at its last token, the rows before it zero-filled (page_origin);
 //   consumers  take the pages of a segment in pairs (A, B). Consumer 0 owns page A: it computes
 //              S_A = Q·K_Aᵀ over the whole page, its softmax against the row's reference m,
 //              and publishes the new reference and P_A (written over the page's RoPE channels,
@@ -40,36 +40,25 @@ namespace flash_mla::sm90 {
 // ---------------------------------------------------------------------------------------------
 // The consumers' view of the KV stages: page `it` of the CTA's walk sits in stage it % 2.
 // Both consumers wait on every page they read (the owner for Q·Kᵀ, the other for P·V), so
-// each sees the TMA bytes through its own barriers. A full page completes one phase of each
-// box barrier per use of the stage; a partial page is read only after the zeroing warp zeroed
-// its tail and arrived on `ready`.
+// each sees the TMA bytes through its own barriers: one phase of each box barrier per use of
+// the stage.
 struct StageWalk {
-  uint32_t ready_parity = 0;  // bit s: parity of the next `ready` phase of stage s
   uint32_t page_a_parity = 0;  // parity of the next page_a / page_b hand-off (consumer 1 / 0)
   uint32_t page_b_parity = 0;
 
-  __device__ void wait_ready(const Smem& s, int it) {
-    const int stage = it % Cfg::kStages;
-    ptx::mbarrier_wait(&s.ready[stage], (ready_parity >> stage) & 1u);
-    ready_parity ^= 1u << stage;
-  }
   __device__ static uint32_t parity(int it) { return (it / Cfg::kStages) & 1; }
 
-  // S of page `it` (the owner), starting at token `tile`: box by box; a partial page first
-  // waits for `ready` (its boxes have all landed by then).
+  // S of page `it` (the owner): box by box.
   template <class Element, int kBoxBegin = 0, int kBoxEnd = Cfg::kSubTiles>
-  __device__ void issue_scores_for(const Smem& s, int it, const Segment& seg, int tile,
-                                   float (&sc)[Cfg::kSAccum]) {
+  __device__ void issue_scores_for(const Smem& s, int it, float (&sc)[Cfg::kSAccum]) {
     const int stage = it % Cfg::kStages;
-    if (kBoxBegin == 0 && partial_page(seg, tile)) wait_ready(s, it);
     issue_scores<Element, kBoxBegin, kBoxEnd>(s.q, s.stage(stage), s.box_full(stage, 0),
                                               parity(it), sc);
   }
   // Before the other consumer's P·V on page `it`: the 4 value boxes of its half of O, and no
   // others: the owner may already have released the other half, whose barriers then move on to
   // the next page.
-  __device__ void wait_values(const Smem& s, int it, const Segment& seg, int tile, int consumer) {
-    if (partial_page(seg, tile)) return wait_ready(s, it);
+  __device__ void wait_values(const Smem& s, int it, int consumer) {
     const int stage = it % Cfg::kStages;
 #pragma unroll
     for (int c = 0; c < Cfg::kSubTilesPerConsumerV; ++c) {
@@ -106,7 +95,6 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
                                                float (&sc)[Cfg::kSAccum]) {
   constexpr int kHalf = Cfg::kSubTilesPerConsumerV;
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
-  const int next = tile + 2 * Cfg::kBlockN;
   ptx::wgmma_wait<0>();
   uint32_t pr[Cfg::kPRegs];
   float rescale[2];
@@ -121,8 +109,8 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
   // The boxes of the next S_A issued before page B's P·V (kSplit) or after it (kAfterPageB).
   constexpr int kEarly = kNext && kOrder == NextScores::kSplit ? kHalf : 0;
   if (kNext || has_b) {
-    if constexpr (kEarly > 0) walk.issue_scores_for<Element, 0, kEarly>(s, it + 2, seg, next, sc);
-    walk.wait_values(s, it + 1, seg, tile + Cfg::kBlockN, 0);
+    if constexpr (kEarly > 0) walk.issue_scores_for<Element, 0, kEarly>(s, it + 2, sc);
+    walk.wait_values(s, it + 1, 0);
     walk.wait_page_b(s);
     adopt_reference(c, s.row_ref + Cfg::kBlockM, st, rescale);
     rescale_output(o, rescale);
@@ -130,7 +118,7 @@ __device__ __forceinline__ void pair_consumer0(const DecodeParams& p, const Smem
     ptx::wgmma_wait<0>();
     StageWalk::release(s, it + 1, 0);
     if constexpr (kNext) {
-      walk.issue_scores_for<Element, kEarly, Cfg::kSubTiles>(s, it + 2, seg, next, sc);
+      walk.issue_scores_for<Element, kEarly, Cfg::kSubTiles>(s, it + 2, sc);
     }
   }
 }
@@ -147,8 +135,8 @@ __device__ __forceinline__ void pair_consumer1(const DecodeParams& p, const Smem
   constexpr int kRight = Cfg::kSubTilesPerConsumerV * Cfg::kSubTileBytes;  // V columns 256..511
   const int stage_a = it % Cfg::kStages, stage_b = (it + 1) % Cfg::kStages;
   float sc[Cfg::kSAccum];
-  if constexpr (kHasB) walk.issue_scores_for<Element>(s, it + 1, seg, tile + Cfg::kBlockN, sc);
-  walk.wait_values(s, it, seg, tile, 1);
+  if constexpr (kHasB) walk.issue_scores_for<Element>(s, it + 1, sc);
+  walk.wait_values(s, it, 1);
   walk.wait_page_a(s);
   float rescale[2];
   adopt_reference(c, s.row_ref, st, rescale);
@@ -197,7 +185,7 @@ __device__ __forceinline__ void consume(const DecodeParams& p, const Smem& s, in
     for (int k = 0; k < Cfg::kOAccum; ++k) o[k] = 0.f;
     if (consumer == 0) {
       float sc[Cfg::kSAccum];  // S_A of the pair, issued one pair ahead
-      walk.issue_scores_for<Element>(s, it, seg, seg.token_begin, sc);
+      walk.issue_scores_for<Element>(s, it, sc);
       int tile = seg.token_begin;
       for (; tile + 2 * Cfg::kBlockN < seg.token_end; tile += 2 * Cfg::kBlockN, it += 2) {
         pair_consumer0<Element, kOrder, true>(p, s, seg, unmasked, tile, true, it, m_block, c,
@@ -238,8 +226,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int st = 0; st < Cfg::kStages; ++st) {
       for (int c = 0; c < Cfg::kSubTiles; ++c) ptx::mbarrier_init(s.box_full(st, c), 1);
-      ptx::mbarrier_init(&s.ready[st], Cfg::kProducerLanes);
-      ptx::mbarrier_init(&s.issued[st], 1);
       for (int c = 0; c < Cfg::kConsumers; ++c) {
         ptx::mbarrier_init(s.stage_empty(st, c), Cfg::kWarpgroupThreads);
       }
@@ -256,13 +242,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1)
 
   if (role == Role::kProducer) {
     ptx::setmaxnreg_dec<Cfg::kProducerRegs>();
-    // Warp 0 loads (lane 0 issues), warp 1 zeroes partial pages; warps 2 and 3 have no work.
-    const int warp = threadIdx.x / Cfg::kProducerLanes, lane = threadIdx.x % Cfg::kProducerLanes;
-    if (warp == 0) {
-      produce(p, &tmap_kv, s, part, g, lane);
-    } else if (warp == 1) {
-      zero_partial_pages(p, s, part, lane);
-    }
+    // Warp 0 loads (lane 0 issues); warps 1-3 have no work.
+    if (threadIdx.x < Cfg::kProducerLanes) produce(p, &tmap_kv, s, part, g, threadIdx.x);
   } else {
     // One copy of the consumer code per warpgroup, each compiled to its own register budget.
     if (role == Role::kConsumer0) {

@@ -101,12 +101,15 @@ struct RowState {
 // and to shared memory `sP` (swizzled, K-major), publishes m_new in `row_ref`, and returns
 // the rescale exp2(m_old - m_new) of the state. One consumer's softmax is on the pair's
 // critical path (docs/perf-notes.md, v8): a page that no row masks takes the kMasked = false
-// form, without a compare and select per score.
+// form, without a compare and select per score. Column j of the page is token
+// page_origin + j: on a sequence's partial last page the columns below `tile` are rows that the
+// copy engine zero-filled, and are masked too.
 template <class Element, bool kMasked>
 __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segment& seg, int tile,
                                              int m_block, const Coord& c, float (&s)[Cfg::kSAccum],
                                              RowState& st, uint32_t (&pr)[Cfg::kPRegs],
                                              char* sP, float* row_ref, float (&rescale)[2]) {
+  const int origin = kMasked ? page_origin(seg, tile) : tile;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r = c.r_local + 8 * half;
@@ -119,8 +122,8 @@ __device__ __forceinline__ void page_softmax(const DecodeParams& p, const Segmen
       for (int e = 0; e < 2; ++e) {
         const int idx = nt * 4 + 2 * half + e;
         if constexpr (kMasked) {
-          const int token = tile + nt * 8 + 2 * (c.lane % 4) + e;
-          s[idx] = token < limit ? s[idx] * p.scale_log2 : -INFINITY;
+          const int token = origin + nt * 8 + 2 * (c.lane % 4) + e;
+          s[idx] = token >= tile && token < limit ? s[idx] * p.scale_log2 : -INFINITY;
         } else {
           s[idx] *= p.scale_log2;
         }

@@ -39,8 +39,6 @@ struct Smem {
   float* row_ref;   // [2 pages of the pair][64 rows] softmax reference m after page A / B
   float* row_sum;   // [2 consumers][64 rows] each consumer's row sums (epilogue)
   uint64_t* full;   // [kStages][9] TMA bytes of each 64-channel box landed
-  uint64_t* ready;   // [kStages] partial page zeroed by the zeroing warp (used instead of full)
-  uint64_t* issued;  // [kStages] partial page's boxes issued (producer -> zeroing warp)
   uint64_t* empty;  // [kStages][2] consumer c done with its share of the stage (128 arrivals):
                     // consumer 0's frees boxes 0-3 (V columns 0..255), consumer 1's with it
                     // frees boxes 4-8, so the next page's first boxes load while consumer 1
@@ -60,9 +58,7 @@ struct Smem {
     row_ref = reinterpret_cast<float*>(kv + Cfg::kKVBytes);
     row_sum = row_ref + Cfg::kConsumers * Cfg::kBlockM;
     full = reinterpret_cast<uint64_t*>(row_sum + Cfg::kConsumers * Cfg::kBlockM);
-    ready = full + Cfg::kStages * Cfg::kSubTiles;
-    issued = ready + Cfg::kStages;
-    empty = issued + Cfg::kStages;
+    empty = full + Cfg::kStages * Cfg::kSubTiles;
     page_a = empty + Cfg::kStages * Cfg::kConsumers;
     page_b = page_a + 1;
   }
@@ -73,11 +69,5 @@ struct Smem {
     return empty + s * Cfg::kConsumers + consumer;
   }
 };
-
-// A sequence's last page may hold fewer than kBlockN tokens; it is zeroed past the end before
-// any P·V reads it (`ready`).
-__device__ __forceinline__ bool partial_page(const Segment& seg, int tile) {
-  return seg.token_end - tile < Cfg::kBlockN;
-}
 
 }  // namespace flash_mla::sm90

@@ -12,9 +12,9 @@
 //                own running maximum, sums and O^T, so one's softmax runs while the other's
 //                wgmmas occupy the tensor cores. Per page: S^T, the column (query row) softmax
 //                -- each warp holds 16 tokens, so the maximum over the page's 64 tokens goes
-//                through shared memory --, P^T to shared memory, O^T += V^T P^T. V rows past a
-//                sequence's end are zeroed before P·V reads them, so NaN there cannot reach
-//                the output. At a segment's end the consumers swap halves of their states
+//                through shared memory --, P^T to shared memory, O^T += V^T P^T. A sequence's
+//                partial last page is loaded ending at its last token, the rows before it
+//                zero-filled by the copy engine, so NaN past the end never reaches P·V. At a segment's end the consumers swap halves of their states
 //                through the (then unused) Q tile: each merges and writes half of the output.
 //   producer     one thread TMA-loads each page as 9 boxes of 64 channels into a ring of 8 KiB
 //                slots, each slot with a `full` and an `empty` mbarrier. A slot is free again
@@ -88,23 +88,11 @@ __device__ __forceinline__ void narrow_page(const DecodeParams& p, const NarrowS
   ptx::mbarrier_arrive(&s.empty[RingPos<C::kSlots>(box0 + C::kSubTiles - 1).slot]);
 
   float rescale[kCols];
-  narrow_softmax<Element, kRows>(p, s, tile, consumer, t, sc, st, rescale);
-
-  // A sequence's last page: V rows past its end may hold anything (NaN); P is 0 there, and
-  // 0 * NaN is NaN, so zero them before P·V reads them. (Skipping P·V's k-steps past the end
-  // instead puts the wgmmas on a divergent path, which ptxas serialises: C7520.)
-  const int valid = seg.token_end - tile;
-  if (valid < C::kBlockN) {
-    constexpr int kChunks = C::kRowBytes / 16;
-    for (int c = t; c < (C::kBlockN - valid) * C::kValueBoxes * kChunks;
-         c += C::kWarpgroupThreads) {
-      const int row = valid + c / (C::kValueBoxes * kChunks);
-      const int box = (c / kChunks) % C::kValueBoxes;
-      *reinterpret_cast<uint4*>(s.slot(RingPos<C::kSlots>(box0 + box).slot) +
-                                row * C::kRowBytes + (c % kChunks) * 16) = make_uint4(0, 0, 0, 0);
-    }
-  }
-  ptx::fence_proxy_async_shared();              // P^T and zeros: read by the wgmma
+  // A sequence's partial last page holds no token past its end (page_origin): nothing to zero
+  // before P·V.
+  narrow_softmax<Element, kRows>(p, s, tile, page_origin(seg, tile), consumer, t, sc, st,
+                                 rescale);
+  ptx::fence_proxy_async_shared();              // P^T: read by the wgmma
   sync_consumer(consumer);  // (B) P^T complete; every warp read col_max
 
   // O^T = O^T * rescale + V^T P^T; the multiplies only where a query row of the warp moved its

@@ -86,13 +86,15 @@ struct NarrowState {
   }
 };
 
-// Column softmax of one page for consumer `consumer`, in the base-2 domain: masks S^T in place,
+// Column softmax of one page for consumer `consumer`, in the base-2 domain: masks S^T in place
+// (row r of S^T is token origin + r; rows below `tile`, zero-filled on a partial last page, are
+// masked as well as those past each column's limit),
 // takes each query row's maximum over the page's 64 tokens (within a warp, then across the 4
 // warps through `col_max`), moves the references, writes P^T = exp2(S^T - m) to the consumer's
 // P^T buffer, updates the sums and returns each column's rescale of O^T.
 template <class Element, int kRows>
 __device__ __forceinline__ void narrow_softmax(
-    const DecodeParams& p, const NarrowSmem<kRows>& s, int tile, int consumer, int t,
+    const DecodeParams& p, const NarrowSmem<kRows>& s, int tile, int origin, int consumer, int t,
     float (&sc)[NarrowConfig<kRows>::kSAccum], NarrowState<kRows>& st,
     float (&rescale)[NarrowConfig<kRows>::kColsPerThread]) {
   using C = NarrowConfig<kRows>;
@@ -109,6 +111,8 @@ __device__ __forceinline__ void narrow_softmax(
   int limit[kCols];
 #pragma unroll
   for (int j = 0; j < kCols; ++j) limit[j] = s.col_limit[narrow_col(j, lane)];
+  const int token0 = origin + m_row;
+  const bool in_page[2] = {token0 >= tile, token0 + 8 >= tile};
   float mx[kCols];
 #pragma unroll
   for (int j = 0; j < kCols; ++j) {
@@ -116,8 +120,8 @@ __device__ __forceinline__ void narrow_softmax(
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int idx = (j / 2) * 4 + 2 * half + (j % 2);
-      const int token = tile + m_row + 8 * half;
-      sc[idx] = token < limit[j] ? sc[idx] * p.scale_log2 : -INFINITY;
+      const int token = token0 + 8 * half;
+      sc[idx] = in_page[half] && token < limit[j] ? sc[idx] * p.scale_log2 : -INFINITY;
       mx[j] = fmaxf(mx[j], sc[idx]);
     }
   }
