@@ -17,8 +17,19 @@ namespace flash_mla::sm90 {
 // cuTensorMapEncodeTiled through the runtime's driver entry point: no link against libcuda.
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
 
+// The L2 promotion of the KV loads. A box row is 128 bytes of one token; 256-byte promotion also
+// fetches the neighbouring 128 bytes, which the page's next box reads. Same-run A/Bs against
+// 256 bytes everywhere (docs/perf-notes.md, "The KV loads' L2 promotion"): with one reader per
+// page (the narrow kernel, the wide one with one m-block), 128 bytes gained 6.4-8.2% at 16 rows
+// and 0.8-4.4% at 32 and 64 rows on the H200, and cost 0.1-0.8% at 16 rows on the H100; with
+// co-readers (more than 64 rows) 256 bytes was 0.3-0.5% faster (H200).
+inline CUtensorMapL2promotion kv_l2_promotion(bool co_readers) {
+  return co_readers ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B : CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
+}
+
 template <class Element>
-cudaError_t make_kv_tensor_map(const DecodeParams& p, CUtensorMap* map) {
+cudaError_t make_kv_tensor_map(const DecodeParams& p, CUtensorMapL2promotion promotion,
+                               CUtensorMap* map) {
   PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return cudaErrorNotSupported;
   constexpr size_t kBytes = sizeof(Element);
@@ -37,7 +48,7 @@ cudaError_t make_kv_tensor_map(const DecodeParams& p, CUtensorMap* map) {
                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUresult r = encode(map, type, 4, const_cast<void*>(p.k_cache), dims, strides, box,
                             elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_SWIZZLE_128B, promotion,
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
@@ -45,7 +56,10 @@ cudaError_t make_kv_tensor_map(const DecodeParams& p, CUtensorMap* map) {
 template <class Element>
 cudaError_t launch_hopper_decode(const DecodeParams& params, int m_blocks, cudaStream_t stream) {
   CUtensorMap map;
-  if (cudaError_t err = make_kv_tensor_map<Element>(params, &map); err != cudaSuccess) return err;
+  if (cudaError_t err = make_kv_tensor_map<Element>(params, kv_l2_promotion(m_blocks > 1), &map);
+      err != cudaSuccess) {
+    return err;
+  }
   // Two instantiations: the order of consumer 0's next Q·Kᵀ that measured faster for each case.
   auto* kernel = m_blocks > 1 ? hopper_decode_kernel<Element, NextScores::kAfterPageB>
                               : hopper_decode_kernel<Element, NextScores::kSplit>;
@@ -69,7 +83,10 @@ template <class Element, int kRows>
 cudaError_t launch_hopper_narrow(const DecodeParams& params, cudaStream_t stream) {
   using C = NarrowConfig<kRows>;
   CUtensorMap map;
-  if (cudaError_t err = make_kv_tensor_map<Element>(params, &map); err != cudaSuccess) return err;
+  if (cudaError_t err = make_kv_tensor_map<Element>(params, kv_l2_promotion(false), &map);
+      err != cudaSuccess) {
+    return err;
+  }
   auto* kernel = hopper_narrow_kernel<Element, kRows>;
   if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(C::kSmemBytes));
