@@ -14,8 +14,9 @@
 //                -- each warp holds 16 tokens, so the maximum over the page's 64 tokens goes
 //                through shared memory --, P^T to shared memory, O^T += V^T P^T. A sequence's
 //                partial last page is loaded ending at its last token, the rows before it
-//                zero-filled by the copy engine, so NaN past the end never reaches P·V. At a segment's end the consumers swap halves of their states
-//                through the (then unused) Q tile: each merges and writes half of the output.
+//                zero-filled by the copy engine, so NaN past the end never reaches P·V. At a
+//                segment's end the consumers swap halves of their states through the (then
+//                unused) Q tile: each merges and writes half of the output.
 //   producer     one thread TMA-loads each page as 9 boxes of 64 channels into a ring of 8 KiB
 //                slots, each slot with a `full` and an `empty` mbarrier. A slot is free again
 //                once its reader is done: the RoPE box after Q·Kᵀ, the value boxes after P·V.
