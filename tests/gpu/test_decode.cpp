@@ -114,6 +114,12 @@ std::vector<DecodeCase> decode_cases() {
                s_q, 1, causal);
     }
   }
+  // Partial last pages (1, 2 and 3 valid tokens) whose causal rows see none, or only some, of
+  // the page's tokens while seeing the pages before it: the Hopper kernels load such a page
+  // shifted, its rows before the page zero-filled, and mask keys on both sides (page_origin).
+  // 16 rows take the narrow kernel, 64 the wide one.
+  list.add("page_edge_causal_M16", {65, 130, 67}, 4, 4, 1, true);
+  list.add("page_edge_causal_M64", {65, 130, 67}, 16, 4, 1, true);
 
   // Several KV heads.
   for (int h_kv : {2, 4}) {
