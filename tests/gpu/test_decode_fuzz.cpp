@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <string>
@@ -58,7 +59,9 @@ std::vector<int32_t> draw_lengths(std::mt19937_64& rng, int batch, int max_len) 
       for (int32_t& l : lens) l = uniform(0, max_len);
       break;
     case 1:  // a whole number of pages, give or take a token or two
-      for (int32_t& l : lens) l = std::max(0, 64 * uniform(0, max_len / 64) + uniform(-2, 2));
+      for (int32_t& l : lens) {
+        l = std::max(0, kPageBlockSize * uniform(0, max_len / kPageBlockSize) + uniform(-2, 2));
+      }
       break;
     case 2:  // mostly empty or tiny
       for (int32_t& l : lens) l = uniform(0, 3) == 0 ? uniform(1, 130) : 0;
@@ -76,16 +79,19 @@ std::vector<int32_t> draw_lengths(std::mt19937_64& rng, int batch, int max_len) 
 }
 
 FuzzCase draw_case(uint64_t seed, int index) {
+  // One generator per case (the 64-bit golden-ratio multiplier spreads neighbouring seeds), so
+  // a case does not depend on the cases before it.
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(index));
   auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  auto pick = [&](const auto& choices) { return choices[uniform(0, std::size(choices) - 1)]; };
   FuzzCase c;
   DecodeShape& s = c.shape;
   s.dtype = uniform(0, 1) == 0 ? DType::kBF16 : DType::kFP16;
-  const int kv_choices[] = {1, 1, 1, 2, 3, 4};
-  s.num_heads_kv = kv_choices[uniform(0, 5)];
+  constexpr int kKvHeads[] = {1, 1, 1, 2, 3, 4};  // mostly one KV head, as in MLA
+  s.num_heads_kv = pick(kKvHeads);
   // Query heads per KV head: the sizes the kernels tile by (16, 64) and those around them.
-  const int per_kv_choices[] = {1, 2, 5, 8, 15, 16, 17, 24, 32, 40, 63, 64, 65, 100, 128};
-  const int per_kv = per_kv_choices[uniform(0, 14)];
+  constexpr int kPerKv[] = {1, 2, 5, 8, 15, 16, 17, 24, 32, 40, 63, 64, 65, 100, 128};
+  const int per_kv = pick(kPerKv);
   s.num_heads_q = per_kv * s.num_heads_kv;
   s.seqlen_q = uniform(0, 2) == 0 ? uniform(2, 8) : 1;
   while (s.seqlen_q > 1 && s.seqlen_q * per_kv > 320) --s.seqlen_q;  // at most 5 m-blocks
@@ -95,10 +101,11 @@ FuzzCase draw_case(uint64_t seed, int index) {
   s.kernel = uniform(0, 4) == 0 ? KernelChoice::kPortable : KernelChoice::kAuto;
 
   const int batch = uniform(0, 3) == 0 ? uniform(1, 4) : uniform(5, 96);
-  const int max_len = std::max(
-      1, std::min(uniform(1, 3) == 1 ? 20000 : 3000, kMaxTokensTimesHeadsKv / s.num_heads_kv /
-                                                         std::max(1, batch / 2)));
-  s.seqlens = draw_lengths(rng, batch, max_len);
+  // Long contexts in a third of the cases, bounded so that about half the batch at max_len
+  // stays within the host budget.
+  const int family_max = uniform(1, 3) == 1 ? 20000 : 3000;
+  const int budget_max = kMaxTokensTimesHeadsKv / s.num_heads_kv / std::max(1, batch / 2);
+  s.seqlens = draw_lengths(rng, batch, std::max(1, std::min(family_max, budget_max)));
   // Keep the host work bounded whatever the family drew.
   int64_t total = 0;
   for (int32_t l : s.seqlens) total += l;
@@ -163,6 +170,7 @@ TEST_P(DecodeFuzz, MatchesFloat64ReferenceAndRepeats) {
                         runs[0].lse.size() * sizeof(float)), 0)
       << "lse differs between the two calls";
 
+  // Rows sampled from their own stream (not the inputs' seed).
   const ErrorStats stats = compare_with_reference(in, runs[0], kSampledRows, seed ^ 0x51ull);
   std::printf("[ errors   ] %d: %s\n", index, describe(stats).c_str());
   if (stats.rows_compared == stats.empty_rows) return;  // only the exact checks apply
