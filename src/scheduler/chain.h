@@ -118,7 +118,7 @@ FLASH_MLA_HD bool chain_start_last(uint32_t start) { return (start & kChainLastP
 // int take(int room, bool* whole, int* pages) takes the highest sorted index still free whose
 // pages are <= room (*whole = true) or, when none fits, the highest one still free (*whole =
 // false; the fill calls it only while some sequence is free), and returns it and its pages.
-// The trace is written where `record` (one lane of a warp on the device).
+// The trace is written where `record` (every lane of a warp on the device, the same values).
 template <class Picker>
 FLASH_MLA_HD ChainStats chain_fill(Picker& picker, int n, int overhead, int target, int tol,
                                    int limit, ChainTrace trace, bool record) {

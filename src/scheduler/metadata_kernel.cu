@@ -117,9 +117,13 @@ __device__ bool chain_schedule(const int32_t* cache_seqlens, int batch, int over
                            have == 32 ? ~0u : (1u << have) - 1u};
     const sched::ChainTrace trace{sh.order[warp], sh.start[warp], sh.block[warp]};
     const int base = sched::chain_base_target(total_cost, num_parts, overhead);
+    // Every lane writes the trace: the same values to the same addresses, which leaves one
+    // write per address (CUDA C++ Programming Guide, "SIMT Architecture") and spares the fill
+    // a divergent branch around each record store (3-17% less metadata time, perf-notes
+    // "Every lane writes the fill's trace").
     const sched::ChainStats stats = sched::chain_fill(
         picker, n, overhead, sched::chain_candidate_target(base, warp),
-        sched::chain_candidate_tolerance(warp), num_parts, trace, lane == 0);
+        sched::chain_candidate_tolerance(warp), num_parts, trace, /*record=*/true);
     if (lane == 0) sh.stats[warp] = stats;
   }
   if (tid <= batch) sh.num_splits[tid] = 0;
