@@ -118,10 +118,11 @@ FLASH_MLA_HD bool chain_start_last(uint32_t start) { return (start & kChainLastP
 // int take(int room, bool* whole, int* pages) takes the highest sorted index still free whose
 // pages are <= room (*whole = true) or, when none fits, the highest one still free (*whole =
 // false; the fill calls it only while some sequence is free), and returns it and its pages.
-// The trace is written where `record` (every lane of a warp on the device, the same values).
+// Every caller writes the trace: on the device every lane of the warp, the same values to the
+// same addresses, so that no store sits behind a divergent branch (metadata_kernel.cu).
 template <class Picker>
 FLASH_MLA_HD ChainStats chain_fill(Picker& picker, int n, int overhead, int target, int tol,
-                                   int limit, ChainTrace trace, bool record) {
+                                   int limit, ChainTrace trace) {
   ChainStats s{0, 0, 0};
   int remaining = n, pos = 0;
   int carry_pos = -1, carry_rest = 0, carry_block = 0, carry_pieces = 0;
@@ -133,10 +134,8 @@ FLASH_MLA_HD ChainStats chain_fill(Picker& picker, int n, int overhead, int targ
     int load = 0;
     if (carry_pos >= 0) {  // the part opens with the next piece of the sequence cut last
       const bool last = carry_rest + overhead <= target;
-      if (record) {
-        trace.start[s.parts] = chain_pack_start(carry_pos, carry_pieces, last);
-        trace.block[s.parts] = carry_block;
-      }
+      trace.start[s.parts] = chain_pack_start(carry_pos, carry_pieces, last);
+      trace.block[s.parts] = carry_block;
       if (!last) {
         carry_block += target - overhead;
         carry_rest -= target - overhead;
@@ -148,7 +147,7 @@ FLASH_MLA_HD ChainStats chain_fill(Picker& picker, int n, int overhead, int targ
       load = carry_rest + overhead;
       s.pieces += carry_pieces + 1;
       carry_pos = -1;
-    } else if (record) {
+    } else {
       trace.start[s.parts] = chain_pack_start(pos, 0, false);
       trace.block[s.parts] = 0;
     }
@@ -158,7 +157,7 @@ FLASH_MLA_HD ChainStats chain_fill(Picker& picker, int n, int overhead, int targ
       int pages = 0;
       const int k = picker.take(room, &whole, &pages);
       --remaining;
-      if (record) trace.order[pos] = static_cast<uint16_t>(k);
+      trace.order[pos] = static_cast<uint16_t>(k);
       if (whole) {
         ++pos;
         load += pages + overhead;

@@ -69,8 +69,7 @@ bool chain_schedule(const int32_t* cache_seqlens, int batch, int overhead, int t
   for (int c = 0; c < sched::kChainCandidates; ++c) {
     HostChainPicker picker(sorted_pages.data(), n);
     stats[c] = sched::chain_fill(picker, n, overhead, sched::chain_candidate_target(base, c),
-                                 sched::chain_candidate_tolerance(c), num_parts, trace_of(c),
-                                 /*record=*/true);
+                                 sched::chain_candidate_tolerance(c), num_parts, trace_of(c));
   }
   const int pick = sched::chain_pick(stats.data(), num_parts);
   if (pick < 0) return false;

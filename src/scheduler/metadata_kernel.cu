@@ -123,7 +123,7 @@ __device__ bool chain_schedule(const int32_t* cache_seqlens, int batch, int over
     // "Every lane writes the fill's trace").
     const sched::ChainStats stats = sched::chain_fill(
         picker, n, overhead, sched::chain_candidate_target(base, warp),
-        sched::chain_candidate_tolerance(warp), num_parts, trace, /*record=*/true);
+        sched::chain_candidate_tolerance(warp), num_parts, trace);
     if (lane == 0) sh.stats[warp] = stats;
   }
   if (tid <= batch) sh.num_splits[tid] = 0;
