@@ -3,7 +3,7 @@
 Importing this module skips the importing test module, with the reason printed by `pytest -rs`,
 when PyTorch, a CUDA device or the installed flash_mla package is missing (CI has none of them).
 
-Tolerances (the same as tests/gpu/test_decode.cpp, which derives them), against float64:
+Tolerances (the same as tests/gpu/gpu_test_utils.h, which derives them), against float64:
   out: relative Frobenius error <= 8e-3 (bf16) / 2e-3 (fp16), and cosine distance <= 1e-5;
   lse: max |lse - ref| / max(1, |ref|) <= 1e-5, and +inf exactly where the reference is +inf.
 """

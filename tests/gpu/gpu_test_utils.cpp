@@ -429,4 +429,11 @@ std::string describe(const ErrorStats& s) {
   return text;
 }
 
+void expect_within_error_bounds(DType dtype, const ErrorStats& s) {
+  const double max_frobenius = dtype == DType::kBF16 ? kMaxRelFrobeniusBf16 : kMaxRelFrobeniusFp16;
+  EXPECT_LE(s.out_rel_frobenius, max_frobenius) << describe(s);
+  EXPECT_LE(s.out_cosine_distance, kMaxCosineDistance) << describe(s);
+  EXPECT_LE(s.lse_max_rel_error, kMaxLseRelError) << describe(s);
+}
+
 }  // namespace flash_mla::test

@@ -1,21 +1,7 @@
 // decode() against the float64 reference over a grid of shapes (SPEC §1, §3).
 //
-// Tolerances, per dtype, against the float64 reference:
-//   relative Frobenius error of out: bf16 <= 8e-3, fp16 <= 2e-3.
-//     Rounding the exact result to the output dtype alone costs about u / sqrt(3) in RMS
-//     relative terms (u = 2^-8 for bf16: ~2.3e-3; 2^-11 for fp16: ~2.8e-4; each case prints it
-//     next to the measured error). The kernel also rounds the softmax probabilities to the
-//     16-bit type before the P.V product; with random V those errors add in quadrature, so
-//     another ~u / sqrt(3) in RMS. fp32 accumulation (QK^T over 576 channels, PV over L keys,
-//     the split merge) adds ~1e-6. Expected: ~3e-3 (bf16), ~4e-4 (fp16); the bounds leave
-//     about 3x (bf16) and 5x (fp16) margin while a wrong row, head or mask is off by O(1).
-//   cosine distance 1 - cos(out, ref) over all compared elements: <= 1e-5 for both.
-//     For a relative error e that is uncorrelated with the reference, 1 - cos ~ e^2 / 2:
-//     ~5e-6 at bf16's expected 3e-3. A systematic bias (e.g. a dropped key) shows here first.
-//   lse: max |lse - ref| / max(1, |ref|) <= 1e-5 (max(1, .) because lse can be ~0).
-//     lse is fp32 all the way; the scores come from exact 16-bit x 16-bit products summed in
-//     fp32 over 576 channels, an absolute error of ~u32 * sqrt(576) * |s| ~ 1e-6 at the default
-//     scale, and log-sum-exp of fp32 terms adds ~1e-7 relative.
+// The error bounds against the float64 reference, and why they are what they are:
+// expect_within_error_bounds (gpu_test_utils.h).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -29,11 +15,6 @@
 
 namespace flash_mla::test {
 namespace {
-
-constexpr double kMaxRelFrobeniusBf16 = 8e-3;
-constexpr double kMaxRelFrobeniusFp16 = 2e-3;
-constexpr double kMaxCosineDistance = 1e-5;
-constexpr double kMaxLseRelError = 1e-5;
 
 struct DecodeCase {
   std::string name;
@@ -244,11 +225,7 @@ TEST_P(DecodeVsReference, MatchesFloat64Reference) {
   const bool any_keys = stats.rows_compared > stats.empty_rows;
   if (!any_keys) return;  // all rows empty: the exact checks above are the whole test
 
-  const double max_frobenius =
-      c.shape.dtype == DType::kBF16 ? kMaxRelFrobeniusBf16 : kMaxRelFrobeniusFp16;
-  EXPECT_LE(stats.out_rel_frobenius, max_frobenius) << describe(stats);
-  EXPECT_LE(stats.out_cosine_distance, kMaxCosineDistance) << describe(stats);
-  EXPECT_LE(stats.lse_max_rel_error, kMaxLseRelError) << describe(stats);
+  expect_within_error_bounds(c.shape.dtype, stats);
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, DecodeVsReference, ::testing::ValuesIn(decode_cases()),

@@ -4,7 +4,7 @@
 // seed, so a failure is reproduced by its index and the printed shape.
 //
 // Per case, beyond the grid's checks (finite outputs, untouched padding, empty rows exact, the
-// error bounds of test_decode.cpp):
+// error bounds of expect_within_error_bounds):
 //   - the workspace is filled with NaN before the first call and with zeros before the second,
 //     and the two calls must agree bit for bit (SPEC §3: determinism, and no result may depend
 //     on what the caller's scratch memory held).
@@ -27,11 +27,6 @@
 
 namespace flash_mla::test {
 namespace {
-
-constexpr double kMaxRelFrobeniusBf16 = 8e-3;  // as in test_decode.cpp, which explains them
-constexpr double kMaxRelFrobeniusFp16 = 2e-3;
-constexpr double kMaxCosineDistance = 1e-5;
-constexpr double kMaxLseRelError = 1e-5;
 
 constexpr uint64_t kDefaultSeed = 20261122;
 constexpr int kCases = 64;
@@ -174,11 +169,7 @@ TEST_P(DecodeFuzz, MatchesFloat64ReferenceAndRepeats) {
   const ErrorStats stats = compare_with_reference(in, runs[0], kSampledRows, seed ^ 0x51ull);
   std::printf("[ errors   ] %d: %s\n", index, describe(stats).c_str());
   if (stats.rows_compared == stats.empty_rows) return;  // only the exact checks apply
-  const double max_frobenius =
-      c.shape.dtype == DType::kBF16 ? kMaxRelFrobeniusBf16 : kMaxRelFrobeniusFp16;
-  EXPECT_LE(stats.out_rel_frobenius, max_frobenius) << describe(stats);
-  EXPECT_LE(stats.out_cosine_distance, kMaxCosineDistance) << describe(stats);
-  EXPECT_LE(stats.lse_max_rel_error, kMaxLseRelError) << describe(stats);
+  expect_within_error_bounds(c.shape.dtype, stats);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeded, DecodeFuzz, ::testing::Range(0, kCases));
